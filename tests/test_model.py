@@ -1,0 +1,61 @@
+import math
+
+import pytest
+import torch
+
+from vaelib import VAE, VAEConfig, count_parameters, reparameterize
+
+
+def test_seed_architecture_has_470_804_parameters():
+    assert count_parameters(VAE(VAEConfig())) == 470_804
+    # 784-256-128-(2+2) encoder, 2-128-256-784 decoder, 4 batch norms of 2 parameters per unit
+    linear = (784 * 256 + 256) + (256 * 128 + 128) + 2 * (128 * 2 + 2) + (2 * 128 + 128) + (128 * 256 + 256) + (256 * 784 + 784)
+    assert linear + 2 * (256 + 128 + 128 + 256) == 470_804
+    assert count_parameters(VAE(VAEConfig(batch_norm=False))) == linear
+
+
+def test_shapes_of_one_batch():
+    model = VAE(VAEConfig(latent_dim=3)).eval()
+    x = torch.rand(5, 1, 28, 28)
+    out = model(x)
+    assert out.logits.shape == (5, 784) and out.mu.shape == out.logvar.shape == out.z.shape == (5, 3)
+    assert model.decode(out.z).shape == (5, 1, 28, 28)
+    assert torch.equal(model(x.reshape(5, 784), generator=torch.Generator().manual_seed(0)).mu,
+                       model(x, generator=torch.Generator().manual_seed(0)).mu)
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (5, 28, 28), (5, 1, 32, 32), (5, 783)])
+def test_wrong_input_shape_raises_a_clear_error(shape):
+    with pytest.raises(ValueError) as err:
+        VAE().eval()(torch.rand(*shape))
+    assert f"got {shape}" in str(err.value) and "(B, 1, 28, 28)" in str(err.value)
+
+
+def test_wrong_latent_shape_raises_a_clear_error():
+    with pytest.raises(ValueError, match=r"decode expects z of shape \(B, 2\); got \(4, 3\)"):
+        VAE().decode(torch.zeros(4, 3))
+
+
+def test_reparameterized_samples_have_the_posterior_mean_and_variance():
+    n = 400_000
+    mu = torch.tensor([1.0, -2.0], dtype=torch.float64).expand(n, 2)
+    var = torch.tensor([0.25, 4.0], dtype=torch.float64)
+    z = reparameterize(mu, var.log().expand(n, 2), torch.Generator().manual_seed(0))
+    assert torch.all((z.mean(0) - mu[0]).abs() < 4 * (var / n).sqrt())
+    assert torch.all((z.var(0) - var).abs() < 4 * var * math.sqrt(2 / n))
+
+
+def test_gradients_flow_to_mu_and_logvar():
+    mu = torch.tensor([[0.5, -1.0]], requires_grad=True)
+    logvar = torch.tensor([[0.2, -0.4]], requires_grad=True)
+    z = reparameterize(mu, logvar, torch.Generator().manual_seed(0))
+    (z ** 2).sum().backward()
+    eps = torch.randn(1, 2, generator=torch.Generator().manual_seed(0))
+    sigma = (0.5 * logvar.detach()).exp()
+    torch.testing.assert_close(mu.grad, 2 * z.detach())  # dz/dmu = 1
+    torch.testing.assert_close(logvar.grad, 2 * z.detach() * 0.5 * sigma * eps)  # dz/dlogvar = sigma eps / 2
+
+
+def test_samples_are_images_in_unit_range():
+    x = VAE().eval().sample(8, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (8, 1, 28, 28) and 0 <= x.min() and x.max() <= 1

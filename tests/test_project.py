@@ -1,0 +1,84 @@
+"""Repository hygiene: notebooks, Colab cells, table of contents, pins and the CI command."""
+
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+
+
+def cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"]
+
+
+def source(cell: dict) -> str:
+    return "".join(cell["source"])
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no chapter notebooks found"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_committed_without_outputs(path):
+    dirty = [i for i, c in enumerate(cells(path)) if c["cell_type"] == "code" and (c["outputs"] or c["execution_count"])]
+    assert not dirty, f"{path.name}: cells {dirty} have outputs; clear them before committing"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_first_cell_installs_vaelib_in_colab_from_the_configured_repository(path):
+    first = cells(path)[0]
+    text = source(first)
+    url = CONFIG["repository"]["url"]
+    assert first["cell_type"] == "code" and "remove-cell" in first["metadata"].get("tags", [])
+    assert 'if "google.colab" in sys.modules:' in text
+    installs = re.findall(r"%pip install .*", text)
+    assert installs == [f'%pip install --quiet --no-deps "vaelib @ git+{url}"'], installs
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_chapter_skeleton_goals_content_summary_exercises(path):
+    text = "\n".join(source(c) for c in cells(path) if c["cell_type"] == "markdown")
+    positions = [text.find(marker) for marker in ("**Learning goals.**", "\n## Summary", "\n## Exercises")]
+    assert -1 not in positions and positions == sorted(positions), positions
+    assert ":::{dropdown} Solution" in text
+    first_code = source([c for c in cells(path)[1:] if c["cell_type"] == "code"][0])
+    assert "seed_everything(" in first_code, "seed everything in the first code cell"
+
+
+def toc_files(node) -> list[str]:
+    if isinstance(node, dict):
+        return ([node["file"]] if "file" in node else []) + [f for v in node.values() for f in toc_files(v)]
+    if isinstance(node, list):
+        return [f for v in node for f in toc_files(v)]
+    return []
+
+
+def test_toc_lists_every_notebook_and_only_existing_files():
+    listed = toc_files(yaml.safe_load((ROOT / "_toc.yml").read_text()))
+    assert {f"notebooks/{p.stem}" for p in NOTEBOOKS} <= set(listed)
+    for f in listed:
+        assert any((ROOT / f).with_suffix(s).exists() for s in (".md", ".ipynb")), f
+
+
+def test_environment_yml_mirrors_pyproject_pins():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = project["dependencies"] + [d for ds in project["optional-dependencies"].values() for d in ds]
+    env = (ROOT / "environment.yml").read_text().lower()
+    for pin in pins:
+        name, version = pin.lower().split("==")
+        assert re.search(rf"- {re.escape(name)}(==|=){re.escape(version)}\n", env), f"{pin} missing from environment.yml"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    command = re.search(r"```bash\n(?:.*\n)*?(make test)\b", readme)
+    assert command, "README.md shows no `make test` command"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^(time )?make test$", ci, re.M)

@@ -1,0 +1,125 @@
+"""One typed configuration for a VAE run: architecture, objective, optimisation, data split."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+
+import torch
+
+SCHEDULERS = ("plateau", "cosine", "none")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Everything that defines a trained model; two equal configs give the same model."""
+
+    # --- architecture -------------------------------------------------------------
+    input_shape: tuple[int, ...] = (1, 28, 28)  # (C, H, W) of one image
+    hidden_dims: tuple[int, ...] = (256, 128)  # encoder widths; the decoder mirrors them
+    latent_dim: int = 2  # size of z
+    batch_norm: bool = True  # BatchNorm1d after every hidden Linear
+    dropout: float = 0.2  # dropout after every hidden activation, in [0, 1)
+    # --- objective ----------------------------------------------------------------
+    beta: float = 1.0  # weight on the KL term (1 = the ELBO, >1 = beta-VAE)
+    # --- optimisation -------------------------------------------------------------
+    lr: float = 1e-3  # Adam learning rate at the start
+    batch_size: int = 128  # images per gradient step
+    epochs: int = 20  # maximum number of passes over the training split
+    scheduler: str = "plateau"  # "plateau" (halve LR when val stalls), "cosine" or "none"
+    lr_patience: int = 2  # plateau scheduler: epochs without val improvement before halving
+    early_stopping: int = 5  # stop after this many epochs without val improvement (0 = never)
+    # --- data and reproducibility -------------------------------------------------
+    val_size: int = 5000  # images held out of the 60k training set for model selection
+    seed: int = 0  # seeds weights, shuffling, dropout and the reparameterisation noise
+    device: str = "auto"  # "auto" picks cuda, then mps, then cpu
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_shape", tuple(self.input_shape))
+        object.__setattr__(self, "hidden_dims", tuple(self.hidden_dims))
+        _validate(self)
+
+    @property
+    def input_dim(self) -> int:
+        """Number of pixels in one image (784 for MNIST)."""
+        return math.prod(self.input_shape)
+
+    def replace(self, **changes) -> VAEConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-friendly dict (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> VAEConfig:
+        """Inverse of `to_dict`; unknown keys are an error, missing keys take defaults."""
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"Unknown VAEConfig field(s) {sorted(unknown)}; known fields: "
+                             f"{[f.name for f in dataclasses.fields(cls)]}")
+        return cls(**d)
+
+    def key(self) -> str:
+        """Stable hash of every field that changes the trained weights (not `device`)."""
+        d = self.to_dict()
+        d.pop("device")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _validate(c: VAEConfig) -> None:
+    """Raise ValueError naming the field, the bad value and what is allowed."""
+    _check(len(c.input_shape) >= 1 and all(_is_int(s) and s > 0 for s in c.input_shape),
+           f"input_shape must be positive integers such as (1, 28, 28); got {c.input_shape!r}")
+    _check(all(_is_int(h) and h > 0 for h in c.hidden_dims),
+           f"hidden_dims must be positive integers such as (256, 128); got {c.hidden_dims!r}")
+    _check(_is_int(c.latent_dim) and c.latent_dim >= 1,
+           f"latent_dim must be an integer >= 1; got {c.latent_dim!r}")
+    _check(isinstance(c.batch_norm, bool), f"batch_norm must be True or False; got {c.batch_norm!r}")
+    _check(isinstance(c.dropout, (int, float)) and 0 <= c.dropout < 1,
+           f"dropout must be in [0, 1); got {c.dropout!r}")
+    _check(isinstance(c.beta, (int, float)) and math.isfinite(c.beta) and c.beta >= 0,
+           f"beta must be a finite number >= 0; got {c.beta!r}")
+    _check(isinstance(c.lr, (int, float)) and math.isfinite(c.lr) and c.lr > 0,
+           f"lr must be a finite number > 0; got {c.lr!r}")
+    _check(_is_int(c.batch_size) and c.batch_size >= 2,
+           f"batch_size must be an integer >= 2 (batch norm needs two images); got {c.batch_size!r}")
+    _check(_is_int(c.epochs) and c.epochs >= 1, f"epochs must be an integer >= 1; got {c.epochs!r}")
+    _check(c.scheduler in SCHEDULERS, f"scheduler must be one of {SCHEDULERS}; got {c.scheduler!r}")
+    _check(_is_int(c.lr_patience) and c.lr_patience >= 0,
+           f"lr_patience must be an integer >= 0; got {c.lr_patience!r}")
+    _check(_is_int(c.early_stopping) and c.early_stopping >= 0,
+           f"early_stopping must be an integer >= 0 (0 disables it); got {c.early_stopping!r}")
+    _check(_is_int(c.val_size) and c.val_size >= 1,
+           f"val_size must be an integer >= 1; got {c.val_size!r}")
+    _check(_is_int(c.seed) and c.seed >= 0, f"seed must be an integer >= 0; got {c.seed!r}")
+    _check(c.device in DEVICES, f"device must be one of {DEVICES}; got {c.device!r}")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """Turn 'auto' into the best available device; refuse one that is not there."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was asked for but no CUDA GPU is visible; use device='auto' or 'cpu'")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device='mps' was asked for but MPS is not available; use device='auto' or 'cpu'")
+    return torch.device(name)

@@ -1,0 +1,180 @@
+"""MNIST-style data: read IDX files (plain or .gz) into whole-split float tensors.
+
+Where the files come from, in order:
+1. ``$VAELIB_DATA_DIR`` if set: a local folder, never downloaded into (offline machines, CI).
+2. otherwise ``data/`` in the project checkout (or ``~/.cache/vaelib/data`` when vaelib is
+   installed elsewhere, e.g. Colab), downloaded there by torchvision on first use.
+
+A whole split is loaded once into one tensor on the training device; batches are index
+slices of it, so there is no per-image Dataset/DataLoader work in the training loop.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATA_ENV = "VAELIB_DATA_DIR"
+DATASETS = ("MNIST", "FashionMNIST")
+SPLIT_SEED = 20131220  # fixes which 5k training images form the validation split
+_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+_IDX_DTYPE = {0x08: np.uint8}
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The IDX files are not where vaelib looked, and could not be downloaded."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """Images in [0, 1] as float32 (N, 1, 28, 28) and integer labels (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def to(self, device) -> Split:
+        """The same split on another device."""
+        return Split(self.images.to(device), self.labels.to(device))
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train / validation / test splits plus a fingerprint of the exact data used."""
+
+    train: Split
+    val: Split
+    test: Split
+    fingerprint: str  # changes if the files, the dataset or the validation split change
+
+
+def project_root() -> Path | None:
+    """The checkout vaelib runs from (the folder holding pyproject.toml), if any."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "pyproject.toml").exists() and (root / "_toc.yml").exists() else None
+
+
+def default_data_dir() -> Path:
+    """Where a reader's machine keeps downloaded data (git ignores data/)."""
+    root = project_root()
+    return root / "data" if root else Path.home() / ".cache" / "vaelib" / "data"
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (optionally gzip-compressed) into a numpy array."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise ValueError(f"Could not read IDX file {path}: {e}. Delete it so it can be fetched again.") from e
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPE:
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes (bad magic number {raw[:4].hex()}).")
+    ndim = raw[3]
+    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    offset = 4 + 4 * ndim
+    expected = int(np.prod(dims))
+    if len(raw) - offset != expected:
+        raise ValueError(f"{path} is truncated or corrupt: header says {dims} = {expected} bytes of data, "
+                         f"file has {len(raw) - offset}. Delete it and fetch it again.")
+    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
+
+
+def _find_file(folders: list[Path], stem: str) -> Path | None:
+    for folder in folders:
+        for name in (stem, stem + ".gz"):
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def _candidate_folders(root: Path, name: str) -> list[Path]:
+    return [root / name / "raw", root / name, root]
+
+
+def _missing_message(root: Path, name: str, split: str, why: str) -> str:
+    files = ", ".join(f"{s}[.gz]" for s in _FILES[split])
+    searched = ", ".join(str(p) for p in _candidate_folders(root, name))
+    return (f"{name} {split} data not found. Searched: {searched}. Expected files: {files}. {why} "
+            f"Set {DATA_ENV} to a folder that holds {name}/raw/ with these IDX files "
+            f"(e.g. export {DATA_ENV}=../shared/data), or unset it and run with internet access "
+            f"so torchvision can download them.")
+
+
+def _download(root: Path, name: str) -> None:
+    import torchvision
+
+    dataset_cls = getattr(torchvision.datasets, name)
+    try:
+        for train in (True, False):
+            dataset_cls(root=str(root), train=train, download=True)
+    except Exception as e:  # network errors come in many types; the message below says what to do
+        raise DataNotFoundError(_missing_message(root, name, "train", f"Downloading failed ({e}).")) from e
+
+
+def load_split(split: str = "train", name: str = "MNIST", root: str | Path | None = None,
+               download: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Raw uint8 images (N, 28, 28) and labels (N,) of one split, from IDX files."""
+    if name not in DATASETS:
+        raise ValueError(f"name must be one of {DATASETS}; got {name!r}")
+    if split not in _FILES:
+        raise ValueError(f"split must be 'train' or 'test'; got {split!r}")
+    env = os.environ.get(DATA_ENV)
+    if root is None:
+        root = Path(env) if env else default_data_dir()
+    root = Path(root).expanduser()
+    if download is None:
+        download = not env
+    folders = _candidate_folders(root, name)
+    paths = [_find_file(folders, stem) for stem in _FILES[split]]
+    if None in paths and download:
+        _download(root, name)
+        paths = [_find_file(folders, stem) for stem in _FILES[split]]
+    if None in paths:
+        why = "Downloads are off because the folder came from $" + DATA_ENV + "." if env else ""
+        raise DataNotFoundError(_missing_message(root, name, split, why))
+    images, labels = (read_idx(p) for p in paths)
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise ValueError(f"{paths[0]} and {paths[1]} do not match: images {images.shape}, labels {labels.shape}")
+    return images, labels
+
+
+def to_split(images: np.ndarray, labels: np.ndarray, device="cpu") -> Split:
+    """uint8 (N, H, W) -> float32 (N, 1, H, W) in [0, 1] on `device`."""
+    x = torch.from_numpy(images.copy()).to(device).unsqueeze(1).float().div_(255.0)
+    y = torch.from_numpy(labels.astype(np.int64)).to(device)
+    return Split(x, y)
+
+
+def fingerprint(*arrays: np.ndarray, extra: str = "") -> str:
+    """Short hash of the bytes of some arrays (identifies exactly which data a model saw)."""
+    h = hashlib.sha256(extra.encode())
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+def load_mnist(val_size: int = 5000, device="cpu", name: str = "MNIST",
+               root: str | Path | None = None) -> Splits:
+    """Train (60k - val_size) / validation (val_size) / test (10k) splits as tensors on `device`."""
+    train_x, train_y = load_split("train", name, root)
+    test_x, test_y = load_split("test", name, root)
+    if not 0 < val_size < len(train_x):
+        raise ValueError(f"val_size must be between 1 and {len(train_x) - 1}; got {val_size}")
+    perm = np.random.default_rng(SPLIT_SEED).permutation(len(train_x))
+    val_idx, train_idx = perm[:val_size], perm[val_size:]
+    return Splits(
+        train=to_split(train_x[train_idx], train_y[train_idx], device),
+        val=to_split(train_x[val_idx], train_y[val_idx], device),
+        test=to_split(test_x, test_y, device),
+        fingerprint=fingerprint(train_x, train_y, test_x, test_y, extra=f"{name}/{val_size}/{SPLIT_SEED}"),
+    )

@@ -1,0 +1,36 @@
+"""Evaluation: the ELBO's terms, per image and averaged, on a whole split."""
+
+from __future__ import annotations
+
+import torch
+
+from .losses import LossTerms, vae_loss
+from .model import VAE
+
+
+@torch.no_grad()
+def per_image_terms(model: VAE, images: torch.Tensor, beta: float = 1.0, batch_size: int = 2000,
+                    seed: int = 0) -> LossTerms:
+    """Loss, reconstruction and KL for every image (each (N,)), in eval mode, one z sample each.
+
+    The noise is drawn from a generator seeded with `seed`, so the numbers are repeatable.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    parts = []
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size].to(device)
+        out = model(x, generator=generator)
+        parts.append(vae_loss(out.logits, model.flatten(x), out.mu, out.logvar, beta))
+    model.train(was_training)
+    return LossTerms(*(torch.cat(t) for t in zip(*parts)))
+
+
+def evaluate(model: VAE, images: torch.Tensor, beta: float = 1.0, batch_size: int = 2000,
+             seed: int = 0) -> dict[str, float]:
+    """Averages over `images` in nats per image: loss, recon, kl and neg_elbo (= recon + kl)."""
+    terms = per_image_terms(model, images, beta, batch_size, seed)
+    return {"loss": terms.loss.mean().item(), "recon": terms.recon.mean().item(),
+            "kl": terms.kl.mean().item(), "neg_elbo": (terms.recon + terms.kl).mean().item()}

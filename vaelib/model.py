@@ -1,0 +1,93 @@
+"""The VAE: a Gaussian MLP encoder and a Bernoulli MLP decoder that outputs logits."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from .config import VAEConfig
+
+
+class VAEOutput(NamedTuple):
+    """What one forward pass returns (B = batch size, D = pixels, L = latent_dim)."""
+
+    logits: torch.Tensor  # (B, D) Bernoulli logits of p(x|z)
+    mu: torch.Tensor  # (B, L) mean of q(z|x)
+    logvar: torch.Tensor  # (B, L) log-variance of q(z|x)
+    z: torch.Tensor  # (B, L) the reparameterised sample fed to the decoder
+
+
+def mlp(sizes: list[int], batch_norm: bool, dropout: float) -> nn.Sequential:
+    """Linear -> [BatchNorm] -> ReLU -> [Dropout] for each consecutive pair in `sizes`."""
+    layers: list[nn.Module] = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        layers.append(nn.Linear(n_in, n_out))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(n_out))
+        layers.append(nn.ReLU())
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """z = mu + sigma * eps with eps ~ N(0, I); differentiable in mu and logvar. (B, L) -> (B, L)."""
+    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+class VAE(nn.Module):
+    """MLP VAE: x (B, C, H, W) -> q(z|x) = N(mu, diag(exp(logvar))) -> Bernoulli logits (B, D)."""
+
+    def __init__(self, config: VAEConfig | None = None):
+        super().__init__()
+        self.config = config = config or VAEConfig()
+        hidden = list(config.hidden_dims)
+        self.encoder = mlp([config.input_dim, *hidden], config.batch_norm, config.dropout)
+        self.to_mu = nn.Linear(hidden[-1] if hidden else config.input_dim, config.latent_dim)
+        self.to_logvar = nn.Linear(hidden[-1] if hidden else config.input_dim, config.latent_dim)
+        self.decoder = mlp([config.latent_dim, *reversed(hidden)], config.batch_norm, config.dropout)
+        self.to_logits = nn.Linear(hidden[0] if hidden else config.latent_dim, config.input_dim)
+
+    def flatten(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) or (B, D) -> (B, D), with a clear error for any other shape."""
+        shape, d = tuple(self.config.input_shape), self.config.input_dim
+        if x.ndim >= 2 and (tuple(x.shape[1:]) == shape or tuple(x.shape[1:]) == (d,)):
+            return x.reshape(len(x), d)
+        raise ValueError(f"VAE expects a batch of shape (B, {', '.join(map(str, shape))}) or (B, {d}); "
+                         f"got {tuple(x.shape)}. For one image add a batch dimension: x.unsqueeze(0).")
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, C, H, W) -> mu (B, L), logvar (B, L)."""
+        h = self.encoder(self.flatten(x))
+        return self.to_mu(h), self.to_logvar(h)
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, L) -> Bernoulli logits (B, D)."""
+        if z.ndim != 2 or z.shape[1] != self.config.latent_dim:
+            raise ValueError(f"decode expects z of shape (B, {self.config.latent_dim}); got {tuple(z.shape)}")
+        return self.to_logits(self.decoder(z))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, L) -> images (B, C, H, W): the Bernoulli means sigmoid(logits) in [0, 1]."""
+        return torch.sigmoid(self.decode_logits(z)).reshape(len(z), *self.config.input_shape)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> VAEOutput:
+        """x (B, C, H, W) -> logits (B, D), mu, logvar, z (B, L)."""
+        mu, logvar = self.encode(x)
+        z = reparameterize(mu, logvar, generator)
+        return VAEOutput(self.decode_logits(z), mu, logvar, z)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n images (n, C, H, W) decoded from z ~ N(0, I)."""
+        device = next(self.parameters()).device
+        z = torch.randn(n, self.config.latent_dim, generator=generator, device=device)
+        return self.decode(z)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters (BatchNorm running statistics are buffers, not counted)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,12 @@
+"""Helpers for chapters: show the library's own source instead of pasting a second copy."""
+
+from __future__ import annotations
+
+import inspect
+
+
+def show_source(*objects):
+    """Syntax-highlighted source of functions/classes, for display in Jupyter, Colab and the book."""
+    from IPython.display import Code
+
+    return Code("\n\n".join(inspect.getsource(o) for o in objects), language="python")

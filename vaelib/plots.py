@@ -1,0 +1,108 @@
+"""The figures chapters use: image grids, reconstructions, samples, latent scatter, curves."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+
+from .model import VAE
+
+
+def image_grid(images: torch.Tensor, ncols: int) -> np.ndarray:
+    """(N, 1, H, W) images -> one (rows*H, ncols*W) array, padded with blank tiles."""
+    x = images.detach().float().cpu().reshape(len(images), *images.shape[-2:]).numpy()
+    h, w = x.shape[1:]
+    nrows = -(-len(x) // ncols)
+    grid = np.zeros((nrows * h, ncols * w), dtype=np.float32)
+    for i, img in enumerate(x):
+        r, c = divmod(i, ncols)
+        grid[r * h:(r + 1) * h, c * w:(c + 1) * w] = img
+    return grid
+
+
+def show_images(images: torch.Tensor, ncols: int = 10, title: str | None = None, ax=None) -> Figure:
+    """Show (N, 1, H, W) images in [0, 1] as one grey grid."""
+    if ax is None:
+        nrows = -(-len(images) // ncols)
+        _, ax = plt.subplots(figsize=(ncols * 0.6, nrows * 0.6 + (0.3 if title else 0)))
+    ax.imshow(image_grid(images, ncols), cmap="gray_r", vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+    return ax.figure
+
+
+@torch.no_grad()
+def plot_reconstructions(model: VAE, images: torch.Tensor, n: int = 10) -> Figure:
+    """Top row: n inputs; bottom row: the decoder's mean image for each input's posterior mean."""
+    model.eval()
+    x = images[:n].to(next(model.parameters()).device)
+    mu, _ = model.encode(x)
+    fig, axes = plt.subplots(2, 1, figsize=(n * 0.7, 1.9))
+    show_images(x, ncols=n, ax=axes[0])
+    show_images(model.decode(mu), ncols=n, ax=axes[1])
+    axes[0].set_ylabel("input")
+    axes[1].set_ylabel("recon.")
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def plot_samples(model: VAE, n: int = 50, ncols: int = 10, seed: int = 0) -> Figure:
+    """Decoder means for n draws z ~ N(0, I)."""
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, model.config.latent_dim, generator=generator).to(next(model.parameters()).device)
+    fig = show_images(model.decode(z), ncols=ncols)
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def latent_means(model: VAE, images: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+    """Posterior means mu(x) for every image: (N, C, H, W) -> (N, L), on the CPU."""
+    model.eval()
+    device = next(model.parameters()).device
+    return torch.cat([model.encode(images[i:i + batch_size].to(device))[0].cpu()
+                      for i in range(0, len(images), batch_size)])
+
+
+def project_2d(z: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """(N, L) -> (N, 2): the latent itself if L <= 2, else its top two principal components."""
+    if z.shape[1] == 1:
+        return torch.cat([z, torch.zeros_like(z)], dim=1), "z"
+    if z.shape[1] == 2:
+        return z, "z"
+    centred = z - z.mean(dim=0)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)
+    return centred @ v[:2].T, "PC"
+
+
+def plot_latent_scatter(model: VAE, images: torch.Tensor, labels: torch.Tensor, ax=None) -> Figure:
+    """Posterior means of `images`, coloured by digit label (PCA to 2-D if latent_dim > 2)."""
+    z, prefix = project_2d(latent_means(model, images))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 5))
+    points = ax.scatter(z[:, 0], z[:, 1], c=labels.cpu(), cmap="tab10", s=2, alpha=0.6, vmin=-0.5, vmax=9.5)
+    ax.figure.colorbar(points, ax=ax, ticks=range(10), label="digit")
+    ax.set_xlabel(f"{prefix}$_1$")
+    ax.set_ylabel(f"{prefix}$_2$")
+    return ax.figure
+
+
+def plot_training_curves(history: pd.DataFrame) -> Figure:
+    """Loss, reconstruction and KL per epoch, train vs validation, in nats per image."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    for ax, (key, title) in zip(axes, [("loss", "objective"), ("recon", "reconstruction"), ("kl", "KL")]):
+        ax.plot(history["epoch"], history[f"train_{key}"], label="train (dropout on)")
+        ax.plot(history["epoch"], history[f"val_{key}"], label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("nats per image")
+        ax.set_title(title)
+    axes[0].legend()
+    fig.tight_layout()
+    return fig

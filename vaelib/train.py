@@ -1,0 +1,179 @@
+"""Training: Adam, LR scheduling, early stopping, atomic checkpoints, resume, metrics CSV."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from .config import VAEConfig
+from .data import Splits
+from .evaluate import evaluate
+from .losses import vae_loss
+from .model import VAE
+
+METRICS = ("loss", "recon", "kl")
+
+
+class TrainingDivergedError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class FitResult:
+    """What `fit` returns; the model itself is left holding the best weights."""
+
+    history: pd.DataFrame  # one row per epoch: lr, train_*/val_* loss, recon, kl (nats/image), seconds
+    best_epoch: int  # 1-based epoch with the lowest validation loss
+    best_val_loss: float  # that loss, nats per image
+    stopped_early: bool  # True if early stopping ended the run before config.epochs
+    run_dir: Path | None  # where best.pt, last.pt and metrics.csv are, if anywhere
+
+
+def make_optimizer(model: VAE, config: VAEConfig) -> torch.optim.Optimizer:
+    """Adam over all parameters at config.lr."""
+    return torch.optim.Adam(model.parameters(), lr=config.lr)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: VAEConfig):
+    """ReduceLROnPlateau on validation loss (halves the LR), cosine annealing, or None."""
+    if config.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=config.lr_patience)
+    if config.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    return None
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's shuffling, dropout and noise: resuming at any epoch replays it exactly."""
+    return seed * 100_003 + epoch
+
+
+def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, config: VAEConfig) -> dict:
+    """One pass over `images` (N, C, H, W) in shuffled batches; mean loss/recon/kl per image."""
+    model.train()
+    n, bs = len(images), config.batch_size
+    perm = torch.randperm(n, device=images.device)
+    sums = torch.zeros(3, device=images.device)
+    seen = 0
+    for start in range(0, n - 1, bs):  # a final batch of one image is skipped: batch norm needs two
+        x = images[perm[start:start + bs]]
+        out = model(x)
+        terms = vae_loss(out.logits, x, out.mu, out.logvar, config.beta)
+        optimizer.zero_grad(set_to_none=True)
+        terms.loss.mean().backward()
+        optimizer.step()
+        sums += torch.stack([t.detach().sum() for t in terms])
+        seen += len(x)
+    means = (sums / seen).tolist()  # the epoch's only device-to-host sync
+    return dict(zip(METRICS, means))
+
+
+def _resume_state(run_dir: Path, config: VAEConfig, model: VAE, optimizer, scheduler) -> dict:
+    state = load_checkpoint(run_dir / "last.pt", map_location=next(model.parameters()).device)
+    saved = VAEConfig.from_dict(state["config"])
+    if saved.replace(epochs=config.epochs, device=config.device) != config:
+        raise CheckpointError(f"{run_dir / 'last.pt'} was trained with a different config; resume needs "
+                              f"the same config (only epochs may change).\n saved: {saved}\n given: {config}")
+    if config.scheduler == "cosine" and saved.epochs != config.epochs:
+        raise CheckpointError("A cosine schedule is fixed by epochs; resume it with the same epochs "
+                              f"({saved.epochs}) or start a new run.")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    best = load_checkpoint(run_dir / "best.pt", map_location=next(model.parameters()).device)
+    state["best_model"] = best["model"]
+    return state
+
+
+def _check_finite(train: dict, epoch: int, config: VAEConfig, run_dir: Path | None) -> None:
+    if all(math.isfinite(v) for v in train.values()):
+        return
+    where = f" The last good weights are in {run_dir / 'last.pt'}." if run_dir else ""
+    raise TrainingDivergedError(
+        f"Training diverged in epoch {epoch}: the loss became {train['loss']} (recon {train['recon']}, "
+        f"kl {train['kl']}).{where} Lower the learning rate (lr={config.lr}), check the inputs are in "
+        f"[0, 1] and contain no NaN, or keep batch_norm=True.")
+
+
+def fit(model: VAE, splits: Splits, config: VAEConfig | None = None, run_dir: str | Path | None = None,
+        resume: bool = False, progress: bool = True,
+        on_epoch_end: Callable[[dict], None] | None = None) -> FitResult:
+    """Train `model` on splits.train, select on splits.val; the test split is never touched.
+
+    Each epoch writes run_dir/last.pt (everything needed to resume), run_dir/best.pt (the weights
+    with the lowest validation loss so far) and run_dir/metrics.csv. With resume=True a run picks
+    up from last.pt and ends exactly where an uninterrupted run would. Random state is seeded per
+    epoch inside a forked RNG, so the caller's global RNG is left as it was.
+    """
+    config = config or model.config
+    device = next(model.parameters()).device
+    train_x, val_x = splits.train.images.to(device), splits.val.images.to(device)
+    run_dir = Path(run_dir) if run_dir is not None else None
+    optimizer, history = make_optimizer(model, config), []
+    scheduler = make_scheduler(optimizer, config)
+    start, best_val, best_epoch, bad_epochs = 0, math.inf, 0, 0
+    best_model = copy.deepcopy(model.state_dict())
+    if resume and run_dir is not None and (run_dir / "last.pt").exists():
+        state = _resume_state(run_dir, config, model, optimizer, scheduler)
+        start, history, best_model = state["epoch"], state["history"], state["best_model"]
+        best_val, best_epoch, bad_epochs = state["best_val"], state["best_epoch"], state["bad_epochs"]
+    stopped_early = bool(config.early_stopping) and bad_epochs >= config.early_stopping
+    bar = tqdm(total=config.epochs, initial=start, desc="training", unit="epoch", disable=not progress)
+    fork_devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork_devices):
+        for epoch in range(start + 1, config.epochs + 1):
+            if stopped_early:
+                break
+            torch.manual_seed(epoch_seed(config.seed, epoch))
+            tic, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
+            train = train_epoch(model, optimizer, train_x, config)
+            _check_finite(train, epoch, config, run_dir)
+            val = evaluate(model, val_x, config.beta, seed=config.seed)
+            row = {"epoch": epoch, "lr": lr, **{f"train_{k}": train[k] for k in METRICS},
+                   **{f"val_{k}": val[k] for k in METRICS}, "seconds": time.perf_counter() - tic}
+            history.append(row)
+            if config.scheduler == "plateau":
+                scheduler.step(val["loss"])
+            elif scheduler is not None:
+                scheduler.step()
+            if val["loss"] < best_val:
+                best_val, best_epoch, bad_epochs = val["loss"], epoch, 0
+                best_model = copy.deepcopy(model.state_dict())
+            else:
+                bad_epochs += 1
+            stopped_early = bool(config.early_stopping) and bad_epochs >= config.early_stopping
+            if run_dir is not None:
+                _save_run(run_dir, model, optimizer, scheduler, config, history, best_model,
+                          dict(epoch=epoch, best_val=best_val, best_epoch=best_epoch, bad_epochs=bad_epochs))
+            bar.update(1)
+            bar.set_postfix(val_loss=f"{val['loss']:.2f}", best=f"{best_val:.2f}")
+            if on_epoch_end is not None:
+                on_epoch_end(row)
+    bar.close()
+    model.load_state_dict(best_model)
+    model.eval()
+    ended_before_last = bool(history) and history[-1]["epoch"] < config.epochs
+    return FitResult(pd.DataFrame(history), best_epoch, best_val, stopped_early and ended_before_last, run_dir)
+
+
+def _save_run(run_dir: Path, model, optimizer, scheduler, config: VAEConfig, history: list[dict],
+              best_model: dict, counters: dict) -> None:
+    """Write best.pt (if it changed), last.pt and metrics.csv, each atomically."""
+    if counters["best_epoch"] == counters["epoch"]:
+        save_checkpoint(run_dir / "best.pt", {"model": best_model, "config": config.to_dict(),
+                                               "epoch": counters["epoch"], "val_loss": counters["best_val"]})
+    save_checkpoint(run_dir / "last.pt", {
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "config": config.to_dict(), "history": history, **counters})
+    atomic_write(run_dir / "metrics.csv", lambda tmp: pd.DataFrame(history).to_csv(tmp, index=False))
