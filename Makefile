@@ -7,13 +7,17 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NBMAKE_TIMEOUT ?= 900
 
-.PHONY: book test setup clean clean-cache
+.PHONY: book test bench setup clean clean-cache
 
 book: $(STAMP)
 	$(BIN)/jupyter-book build . -W --keep-going
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests notebooks --nbmake --nbmake-timeout=$(NBMAKE_TIMEOUT)
+
+# Training speed side by side (a few minutes); writes bench/results/, rendered by the appendix.
+bench: $(STAMP)
+	$(BIN)/python bench/train_speed.py
 
 setup: $(STAMP)
 

@@ -22,6 +22,7 @@ def test_defaults_are_the_seed_design():
     ("hidden_dims", (256, -1), "hidden_dims must be positive integers"),
     ("input_shape", (1, 0, 28), "input_shape must be positive integers"),
     ("scheduler", "step", "scheduler must be one of"),
+    ("activation", "gelu", "activation must be one of"),
     ("device", "gpu", "device must be one of"),
     ("batch_norm", "yes", "batch_norm must be True or False"),
 ])

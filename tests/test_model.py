@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from vaelib import VAE, VAEConfig, count_parameters, reparameterize
+from vaelib import VAE, VAEConfig, count_parameters, reparameterize, train_flops_per_image
 
 
 def test_seed_architecture_has_470_804_parameters():
@@ -59,3 +59,16 @@ def test_gradients_flow_to_mu_and_logvar():
 def test_samples_are_images_in_unit_range():
     x = VAE().eval().sample(8, generator=torch.Generator().manual_seed(0))
     assert x.shape == (8, 1, 28, 28) and 0 <= x.min() and x.max() <= 1
+
+
+def test_training_flops_match_pytorchs_own_count():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = VAE(VAEConfig()).train()
+    x = torch.rand(64, 1, 28, 28)  # an input that needs no gradient, as in training
+    with FlopCounterMode(display=False) as counter:
+        out = model(x)
+        out.logits.sum().backward()
+    # every matmul FLOP PyTorch ran (forward + backward), per image
+    assert counter.get_total_flops() / 64 == train_flops_per_image(model) == 2_404_864  # the "about 2.40 MFLOP"
+

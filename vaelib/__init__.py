@@ -1,14 +1,18 @@
 """vaelib: the small library behind the vae-book chapters."""
 
+from . import book, explorer, toy
 from .cache import build_model, default_cache_dir, load_run, run_dir_for, train_or_load
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import VAEConfig, resolve_device
 from .data import DataNotFoundError, Split, Splits, load_mnist
-from .evaluate import evaluate, per_image_terms
+from .evaluate import bernoulli_entropy_floor, evaluate, per_image_terms
+from .explorer import LatentExplorer, explorer_html
+from .latent import (interpolate, knn_accuracy, knn_predict, latent_means, nearest_neighbours, prior_grid,
+                     traversals)
 from .losses import LossTerms, bernoulli_nll, gaussian_kl, vae_loss
-from .model import VAE, VAEOutput, count_parameters, reparameterize
-from .notebook import show_source
-from .plots import (latent_means, plot_latent_scatter, plot_reconstructions, plot_samples,
+from .model import VAE, VAEOutput, count_parameters, reparameterize, train_flops_per_image
+from .notebook import layer_table, show_source
+from .plots import (plot_image_rows, plot_latent_scatter, plot_manifold, plot_reconstructions, plot_samples,
                     plot_training_curves, show_images)
 from .repro import seed_everything
 from .train import FitResult, TrainingDivergedError, fit

@@ -121,9 +121,9 @@ def _download(root: Path, name: str) -> None:
         raise DataNotFoundError(_missing_message(root, name, "train", f"Downloading failed ({e}).")) from e
 
 
-def load_split(split: str = "train", name: str = "MNIST", root: str | Path | None = None,
-               download: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Raw uint8 images (N, 28, 28) and labels (N,) of one split, from IDX files."""
+def find_idx_files(split: str = "train", name: str = "MNIST", root: str | Path | None = None,
+                   download: bool | None = None) -> tuple[Path, Path]:
+    """Paths of one split's (images, labels) IDX files, downloading them first if allowed."""
     if name not in DATASETS:
         raise ValueError(f"name must be one of {DATASETS}; got {name!r}")
     if split not in _FILES:
@@ -142,10 +142,25 @@ def load_split(split: str = "train", name: str = "MNIST", root: str | Path | Non
     if None in paths:
         why = "Downloads are off because the folder came from $" + DATA_ENV + "." if env else ""
         raise DataNotFoundError(_missing_message(root, name, split, why))
-    images, labels = (read_idx(p) for p in paths)
+    return paths[0], paths[1]
+
+
+def load_split(split: str = "train", name: str = "MNIST", root: str | Path | None = None,
+               download: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Raw uint8 images (N, 28, 28) and labels (N,) of one split, from IDX files."""
+    image_path, label_path = find_idx_files(split, name, root, download)
+    images, labels = read_idx(image_path), read_idx(label_path)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise ValueError(f"{paths[0]} and {paths[1]} do not match: images {images.shape}, labels {labels.shape}")
+        raise ValueError(f"{image_path} and {label_path} do not match: images {images.shape}, labels {labels.shape}")
     return images, labels
+
+
+def split_indices(n: int, val_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) indices into n training images; fixed by SPLIT_SEED, not by the run's seed."""
+    if not 0 < val_size < n:
+        raise ValueError(f"val_size must be between 1 and {n - 1}; got {val_size}")
+    perm = np.random.default_rng(SPLIT_SEED).permutation(n)
+    return perm[val_size:], perm[:val_size]
 
 
 def to_split(images: np.ndarray, labels: np.ndarray, device="cpu") -> Split:
@@ -168,10 +183,7 @@ def load_mnist(val_size: int = 5000, device="cpu", name: str = "MNIST",
     """Train (60k - val_size) / validation (val_size) / test (10k) splits as tensors on `device`."""
     train_x, train_y = load_split("train", name, root)
     test_x, test_y = load_split("test", name, root)
-    if not 0 < val_size < len(train_x):
-        raise ValueError(f"val_size must be between 1 and {len(train_x) - 1}; got {val_size}")
-    perm = np.random.default_rng(SPLIT_SEED).permutation(len(train_x))
-    val_idx, train_idx = perm[:val_size], perm[val_size:]
+    train_idx, val_idx = split_indices(len(train_x), val_size)
     return Splits(
         train=to_split(train_x[train_idx], train_y[train_idx], device),
         val=to_split(train_x[val_idx], train_y[val_idx], device),

@@ -34,3 +34,13 @@ def evaluate(model: VAE, images: torch.Tensor, beta: float = 1.0, batch_size: in
     terms = per_image_terms(model, images, beta, batch_size, seed)
     return {"loss": terms.loss.mean().item(), "recon": terms.recon.mean().item(),
             "kl": terms.kl.mean().item(), "neg_elbo": (terms.recon + terms.kl).mean().item()}
+
+
+def bernoulli_entropy_floor(images: torch.Tensor) -> torch.Tensor:
+    """The lowest reconstruction cost any decoder can reach: sum of pixel entropies, (N, ...) -> (N,).
+
+    For a grey level x the Bernoulli cross-entropy -x log p - (1 - x) log(1 - p) is smallest at
+    p = x, where it equals the entropy -x log x - (1 - x) log(1 - x) (0 for black or white pixels).
+    """
+    x = images.flatten(1).double()
+    return -(torch.special.xlogy(x, x) + torch.special.xlogy(1 - x, 1 - x)).sum(dim=1)

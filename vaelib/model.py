@@ -19,14 +19,17 @@ class VAEOutput(NamedTuple):
     z: torch.Tensor  # (B, L) the reparameterised sample fed to the decoder
 
 
-def mlp(sizes: list[int], batch_norm: bool, dropout: float) -> nn.Sequential:
-    """Linear -> [BatchNorm] -> ReLU -> [Dropout] for each consecutive pair in `sizes`."""
+ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
+
+
+def mlp(sizes: list[int], batch_norm: bool, dropout: float, activation: str = "relu") -> nn.Sequential:
+    """Linear -> [BatchNorm] -> activation -> [Dropout] for each consecutive pair in `sizes`."""
     layers: list[nn.Module] = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):
         layers.append(nn.Linear(n_in, n_out))
         if batch_norm:
             layers.append(nn.BatchNorm1d(n_out))
-        layers.append(nn.ReLU())
+        layers.append(ACTIVATIONS[activation]())
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers)
@@ -34,7 +37,10 @@ def mlp(sizes: list[int], batch_norm: bool, dropout: float) -> nn.Sequential:
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """z = mu + sigma * eps with eps ~ N(0, I); differentiable in mu and logvar. (B, L) -> (B, L)."""
-    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    if generator is None:
+        eps = torch.randn_like(mu)
+    else:
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
     return mu + torch.exp(0.5 * logvar) * eps
 
 
@@ -45,10 +51,10 @@ class VAE(nn.Module):
         super().__init__()
         self.config = config = config or VAEConfig()
         hidden = list(config.hidden_dims)
-        self.encoder = mlp([config.input_dim, *hidden], config.batch_norm, config.dropout)
+        self.encoder = mlp([config.input_dim, *hidden], config.batch_norm, config.dropout, config.activation)
         self.to_mu = nn.Linear(hidden[-1] if hidden else config.input_dim, config.latent_dim)
         self.to_logvar = nn.Linear(hidden[-1] if hidden else config.input_dim, config.latent_dim)
-        self.decoder = mlp([config.latent_dim, *reversed(hidden)], config.batch_norm, config.dropout)
+        self.decoder = mlp([config.latent_dim, *reversed(hidden)], config.batch_norm, config.dropout, config.activation)
         self.to_logits = nn.Linear(hidden[0] if hidden else config.latent_dim, config.input_dim)
 
     def flatten(self, x: torch.Tensor) -> torch.Tensor:
@@ -91,3 +97,10 @@ class VAE(nn.Module):
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters (BatchNorm running statistics are buffers, not counted)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def train_flops_per_image(model: nn.Module) -> float:
+    """Matmul FLOPs to train on one image: forward, weight gradients, and every input gradient but layer 1's."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    macs = sum(m.in_features * m.out_features for m in linears)
+    return 2.0 * (3 * macs - linears[0].in_features * linears[0].out_features)

@@ -11,3 +11,24 @@ def show_source(*objects):
     from IPython.display import Code
 
     return Code("\n\n".join(textwrap.dedent(inspect.getsource(o)) for o in objects), language="python")
+
+
+def layer_table(model, x):
+    """One row per leaf module for one forward pass of x: name, type, output shape, parameters."""
+    import pandas as pd
+    import torch
+
+    rows, hooks = [], []
+    for name, module in model.named_modules():
+        if len(list(module.children())) == 0:
+            def record(mod, _inputs, output, name=name):
+                rows.append({"layer": name, "type": type(mod).__name__, "output shape": tuple(output.shape),
+                             "parameters": sum(p.numel() for p in mod.parameters())})
+            hooks.append(module.register_forward_hook(record))
+    try:
+        with torch.no_grad():
+            model.eval()(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return pd.DataFrame(rows)

@@ -8,6 +8,7 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
+from .latent import latent_means, prior_grid
 from .model import VAE
 
 
@@ -36,19 +37,23 @@ def show_images(images: torch.Tensor, ncols: int = 10, title: str | None = None,
     return ax.figure
 
 
+def plot_image_rows(rows: dict[str, torch.Tensor], ncols: int | None = None) -> Figure:
+    """One labelled row of images per entry of `rows` (each (N, 1, H, W) in [0, 1])."""
+    ncols = ncols or max(len(v) for v in rows.values())
+    fig, axes = plt.subplots(len(rows), 1, figsize=(ncols * 0.7, 0.95 * len(rows)), squeeze=False)
+    for ax, (label, images) in zip(axes[:, 0], rows.items()):
+        show_images(images, ncols=ncols, ax=ax)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center")
+    fig.tight_layout()
+    return fig
+
+
 @torch.no_grad()
 def plot_reconstructions(model: VAE, images: torch.Tensor, n: int = 10) -> Figure:
     """Top row: n inputs; bottom row: the decoder's mean image for each input's posterior mean."""
     model.eval()
     x = images[:n].to(next(model.parameters()).device)
-    mu, _ = model.encode(x)
-    fig, axes = plt.subplots(2, 1, figsize=(n * 0.7, 1.9))
-    show_images(x, ncols=n, ax=axes[0])
-    show_images(model.decode(mu), ncols=n, ax=axes[1])
-    axes[0].set_ylabel("input")
-    axes[1].set_ylabel("recon.")
-    fig.tight_layout()
-    return fig
+    return plot_image_rows({"input": x, "recon.": model.decode(model.encode(x)[0])})
 
 
 @torch.no_grad()
@@ -60,15 +65,6 @@ def plot_samples(model: VAE, n: int = 50, ncols: int = 10, seed: int = 0) -> Fig
     fig = show_images(model.decode(z), ncols=ncols)
     fig.tight_layout()
     return fig
-
-
-@torch.no_grad()
-def latent_means(model: VAE, images: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
-    """Posterior means mu(x) for every image: (N, C, H, W) -> (N, L), on the CPU."""
-    model.eval()
-    device = next(model.parameters()).device
-    return torch.cat([model.encode(images[i:i + batch_size].to(device))[0].cpu()
-                      for i in range(0, len(images), batch_size)])
 
 
 def project_2d(z: torch.Tensor) -> tuple[torch.Tensor, str]:
@@ -105,4 +101,21 @@ def plot_training_curves(history: pd.DataFrame) -> Figure:
         ax.set_title(title)
     axes[0].legend()
     fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def plot_manifold(model: VAE, n: int = 20, tail: float = 0.025) -> Figure:
+    """Decoded n x n grid of a 2-D latent space at the prior's quantiles (axes show z)."""
+    model.eval()
+    z = prior_grid(n, tail)
+    images = model.decode(z.to(next(model.parameters()).device))
+    fig, ax = plt.subplots(figsize=(7, 7))
+    ax.imshow(image_grid(images, n), cmap="gray_r", vmin=0, vmax=1)
+    size = images.shape[-1]
+    ticks = range(0, n, max(1, n // 5))
+    ax.set_xticks([size * i + size / 2 for i in ticks], [f"{z[i, 0]:.1f}" for i in ticks])
+    ax.set_yticks([size * i + size / 2 for i in ticks], [f"{z[i * n, 1]:.1f}" for i in ticks])
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
     return fig
