@@ -28,5 +28,7 @@ def test_page_shows_no_errors_or_raw_markdown(path):
     # the text after each cell's output marker, up to the next cell's input
     outputs = [part.split('class="cell_input', 1)[0] for part in page.split('class="cell_output')[1:]]
     assert outputs, "no cell outputs on the page"
-    for bad in ("Traceback (most recent call last)", "|---|", "**"):
+    for bad in ("Traceback (most recent call last)", "|---|"):
         assert not any(bad in out for out in outputs), f"{path.name} shows {bad!r} in an output"
+    raw_bold = re.compile(r"(?<!>)\*\*(?!<)")  # Markdown left unrendered (not Python's ** in highlighted code)
+    assert not any(raw_bold.search(out) for out in outputs), f"{path.name} shows unrendered ** in an output"

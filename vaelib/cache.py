@@ -17,7 +17,7 @@ from .model import VAE
 from .train import FitResult, fit
 
 CACHE_ENV = "VAELIB_CACHE_DIR"
-CACHE_VERSION = 2  # bump when a change to training makes old cached models stale (2: fused Adam)
+CACHE_VERSION = 3  # bump when a change to training makes old cached models stale (3: denormals flushed)
 
 
 def default_cache_dir() -> Path:
