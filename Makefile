@@ -10,7 +10,7 @@ NBMAKE_TIMEOUT ?= 900
 .PHONY: book test bench setup clean clean-cache
 
 book: $(STAMP)
-	$(BIN)/jupyter-book build . -W --keep-going
+	$(BIN)/jupyter-book build . --all -W --keep-going  # --all: library changes do not mark pages stale
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests notebooks --nbmake --nbmake-timeout=$(NBMAKE_TIMEOUT)

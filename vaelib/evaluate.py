@@ -43,4 +43,4 @@ def bernoulli_entropy_floor(images: torch.Tensor) -> torch.Tensor:
     p = x, where it equals the entropy -x log x - (1 - x) log(1 - x) (0 for black or white pixels).
     """
     x = images.flatten(1).double()
-    return -(torch.special.xlogy(x, x) + torch.special.xlogy(1 - x, 1 - x)).sum(dim=1)
+    return (torch.special.entr(x) + torch.special.entr(1 - x)).sum(dim=1)  # entr(p) = -p log p
