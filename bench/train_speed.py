@@ -142,7 +142,7 @@ def main(argv=None) -> pd.DataFrame:
 
     torch.manual_seed(0)
     splits = vaelib.load_mnist()
-    train_idx, _ = split_indices(60_000, splits.val.images.shape[0])
+    train_idx, _ = split_indices(len(splits.train) + len(splits.val), len(splits.val))
     if args.subset:
         train_idx = train_idx[:args.subset]
         splits = Splits(Split(splits.train.images[:args.subset], splits.train.labels[:args.subset]),

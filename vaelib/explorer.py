@@ -51,8 +51,7 @@ def quantize_rows(W: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
 
 def decode_layers(layers: list[dict], z: torch.Tensor, quantized: bool = False) -> torch.Tensor:
     """Run exported layers on codes z (B, L) -> pixel means (B, D); quantized=True mirrors the JavaScript."""
-    functions = {"relu": torch.relu, "elu": torch.nn.functional.elu, "silu": torch.nn.functional.silu,
-                 "sigmoid": torch.sigmoid, "linear": lambda v: v}
+    functions = {**{name: cls() for name, cls in ACTIVATIONS.items()}, "sigmoid": torch.sigmoid, "linear": lambda v: v}
     x = z.double()
     for layer in layers:
         if quantized:
@@ -114,6 +113,7 @@ class LatentExplorer:
         import ipywidgets as widgets
 
         self.model, self.limit, self.scale = model.eval(), limit, scale
+        self._holding = False  # True while set_z moves several sliders: render once, at the end
         self.device = next(model.parameters()).device
         latent_dim = model.config.latent_dim
         self.sliders = [widgets.FloatSlider(value=0.0, min=-limit, max=limit, step=step, description=f"z{d + 1}",
@@ -161,7 +161,7 @@ class LatentExplorer:
 
     @torch.no_grad()
     def _render(self, _change=None) -> None:
-        if getattr(self, "_holding", False):
+        if self._holding:
             return
         z = self.z.to(self.device)[None]
         self.pixels = to_ink(self.model.decode(z)[0, 0])
