@@ -6,14 +6,19 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NBMAKE_TIMEOUT ?= 900
+JOBS ?=  # models trained at once by `make models`; empty = one per CPU core
 
-.PHONY: book test bench setup clean clean-cache
+.PHONY: book test models bench setup clean clean-cache
 
-book: $(STAMP)
+book: models
 	$(BIN)/jupyter-book build . --all -W --keep-going  # --all: library changes do not mark pages stale
 
-test: $(STAMP)
+test: models
 	$(BIN)/python -m pytest tests notebooks --nbmake --nbmake-timeout=$(NBMAKE_TIMEOUT)
+
+# Train every model the chapters load that is not cached yet, several at once (seconds when cached).
+models: $(STAMP)
+	$(BIN)/python -m vaelib $(if $(strip $(JOBS)),--jobs $(JOBS))
 
 # Training speed side by side (a few minutes); writes bench/results/, rendered by the appendix.
 bench: $(STAMP)

@@ -69,3 +69,15 @@ def test_local_folder_of_plain_or_gzip_files_is_read(tmp_path, monkeypatch):
     assert (len(splits.train), len(splits.val), len(splits.test)) == (25, 5, 10)
     with pytest.raises(ValueError, match="val_size must be between 1 and 29"):
         vaelib.load_mnist(val_size=30)
+
+
+def test_fashion_mnist_test_split_loads_as_a_split(mnist):
+    fashion = vaelib.data.load_test("FashionMNIST")
+    assert fashion.images.shape == (10_000, 1, 28, 28) and fashion.images.dtype == torch.float32
+    assert 0 <= fashion.images.min() and fashion.images.max() <= 1 and set(fashion.labels.tolist()) == set(range(10))
+    assert not torch.equal(fashion.images, mnist.test.images)
+
+
+def test_without_labels_refuses_an_unknown_class(mnist):
+    with pytest.raises(ValueError, match="present in the training labels"):
+        vaelib.data.without_labels(mnist, [11])

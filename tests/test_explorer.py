@@ -147,3 +147,9 @@ def test_built_book_page_has_a_working_explorer(browser, mnist):
     page.goto(page_path.as_uri())
     assert page.locator(".vaelib-explorer").count() == 1
     assert max_error_in_browser(page, ".vaelib-explorer", model) <= 1
+
+
+def test_explorer_refuses_a_conditional_model_clearly():
+    model = vaelib.VAE(vaelib.VAEConfig(num_classes=10))
+    with pytest.raises(ValueError, match="conditional"):
+        vaelib.explorer.decoder_layers(model)

@@ -83,3 +83,23 @@ def test_layer_table_accounts_for_every_parameter():
     table = vaelib.layer_table(model, torch.rand(4, 1, 28, 28))
     assert table["parameters"].sum() == vaelib.count_parameters(model) == 470_804
     assert table.iloc[-1]["output shape"] == (4, 784) and table.iloc[0]["output shape"] == (4, 256)
+
+
+def test_prior_mismatch_is_zero_for_prior_samples_and_exact_for_scaled_ones():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(200_000, 3, generator=g)
+    assert vaelib.latent.prior_mismatch(z) < 0.02
+    # Cov[2 z] = 4 I, so Cov - I = 3 I with Frobenius norm 3 * sqrt(3)
+    assert abs(vaelib.latent.prior_mismatch(2 * z) - 3 * 3 ** 0.5) < 0.05
+    with pytest.raises(ValueError, match="shape"):
+        vaelib.latent.prior_mismatch(torch.zeros(1, 3))
+
+
+def test_mean_abs_correlation_matches_numpy():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(500, 1, generator=g)
+    z = torch.cat([a, -a + 0.1 * torch.randn(500, 1, generator=g), torch.randn(500, 1, generator=g)], dim=1)
+    c = np.abs(np.corrcoef(z.numpy().T))
+    expected = (c.sum() - np.trace(c)) / 6
+    assert vaelib.latent.mean_abs_correlation(z) == pytest.approx(expected, abs=1e-9)
+    assert vaelib.latent.mean_abs_correlation(torch.cat([a, a], dim=1)) == pytest.approx(1.0)

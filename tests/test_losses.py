@@ -2,10 +2,12 @@
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 
+import vaelib
 from vaelib import bernoulli_nll, gaussian_kl, vae_loss
 
 
@@ -65,3 +67,23 @@ def test_vae_loss_is_per_image_and_beta_weights_only_the_kl():
         torch.testing.assert_close(one.loss[0], batch.loss[i])
     torch.testing.assert_close(batch.loss, batch.recon + 4.0 * batch.kl)
     assert batch.loss.shape == (3,)
+
+
+def test_free_bits_charge_a_floor_per_dimension_and_stop_its_gradient():
+    g = torch.Generator().manual_seed(0)
+    mu = (torch.randn(32, 4, generator=g, dtype=torch.float64) * torch.tensor([2.0, 0.1, 1.0, 0.01],
+                                                                             dtype=torch.float64)).requires_grad_()
+    logvar = torch.zeros(32, 4, dtype=torch.float64, requires_grad=True)
+    q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
+    kl_dims = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).mean(0)  # (4,)
+    lam = 0.2
+    penalty = vaelib.losses.free_bits_kl(mu, logvar, lam)
+    assert penalty.shape == (32,)
+    assert penalty.mean().item() == pytest.approx(torch.clamp(kl_dims, min=lam).sum().item())
+    penalty.mean().backward()
+    below = (kl_dims < lam).tolist()
+    assert below == [False, True, False, True]  # the test needs dimensions on both sides
+    for j, is_below in enumerate(below):
+        assert (mu.grad[:, j].abs().max() == 0) == is_below
+    terms = vaelib.vae_loss(torch.zeros(32, 784), torch.rand(32, 784), mu, logvar, beta=1.0, free_bits=lam)
+    assert torch.allclose(terms.kl, vaelib.gaussian_kl(mu, logvar))  # the reported KL stays the true KL

@@ -72,3 +72,29 @@ def test_training_flops_match_pytorchs_own_count():
     # every matmul FLOP PyTorch ran (forward + backward), per image
     assert counter.get_total_flops() / 64 == train_flops_per_image(model) == 2_404_864  # the "about 2.40 MFLOP"
 
+
+
+def test_conditional_model_appends_one_hot_labels():
+    plain, cond = VAE(VAEConfig(batch_norm=False)), VAE(VAEConfig(batch_norm=False, num_classes=10))
+    assert count_parameters(cond) - count_parameters(plain) == 10 * 256 + 10 * 128  # first layer of each side
+    x, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 3, 9, 3])
+    out = cond.eval()(x, y)
+    assert out.logits.shape == (4, 784) and out.mu.shape == (4, 2)
+    assert cond.sample(4, labels=y).shape == (4, 1, 28, 28)
+
+
+@pytest.mark.parametrize("labels, message", [
+    (None, "conditional .* pass labels"),
+    (torch.tensor([0, 1, 2]), r"shape \(4,\)"),
+    (torch.tensor([0.0, 1.0, 2.0, 3.0]), "integers"),
+    (torch.tensor([0, 1, 2, 10]), r"0\.\.9"),
+])
+def test_conditional_model_explains_bad_labels(labels, message):
+    model = VAE(VAEConfig(num_classes=10))
+    with pytest.raises(ValueError, match=message):
+        model(torch.rand(4, 1, 28, 28), labels)
+
+
+def test_unconditional_model_refuses_labels():
+    with pytest.raises(ValueError, match="unconditional"):
+        VAE(VAEConfig()).decode(torch.zeros(2, 2), torch.tensor([1, 2]))

@@ -75,7 +75,7 @@ def test_early_stopping_keeps_the_best_epoch(small, tiny_config, monkeypatch):
     losses = iter([10.0, 9.0, 9.5, 9.6, 9.7, 9.8])
     snapshots = {}
 
-    def fake_evaluate(model, images, beta=1.0, seed=0):
+    def fake_evaluate(model, images, beta=1.0, seed=0, labels=None):
         snapshots[len(snapshots) + 1] = {k: v.clone() for k, v in model.state_dict().items()}
         return {"loss": next(losses), "recon": 0.0, "kl": 0.0}
 
@@ -140,3 +140,63 @@ def test_train_or_load_trains_once_then_loads(small, tiny_config, tmp_path, monk
     assert cached.best_epoch == result.best_epoch and cached.best_val_loss == pytest.approx(result.best_val_loss)
     pd.testing.assert_frame_equal(cached.history, result.history, check_exact=False, rtol=1e-6)
     assert vaelib.run_dir_for(config, small, tmp_path) != vaelib.run_dir_for(config.replace(beta=2.0), small, tmp_path)
+
+
+def test_train_or_load_makes_a_second_caller_wait_and_load(small, tiny_config, tmp_path, monkeypatch):
+    """Two kernels asking for the same model at once: one trains, the other waits for it and loads."""
+    import threading
+
+    calls, real_fit = [], vaelib.cache.fit
+
+    def counting_fit(*args, **kwargs):
+        calls.append(threading.get_ident())
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(vaelib.cache, "fit", counting_fit)
+    config, results = tiny_config.replace(epochs=2), {}
+
+    def worker(name):
+        results[name] = vaelib.train_or_load(config, small, cache_dir=tmp_path, progress=False)[0]
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and weights_equal(results[0], results[1])
+
+
+def test_kl_warmup_ramps_the_weight_linearly_then_holds_beta(tiny_config):
+    config = tiny_config.replace(beta=2.0, kl_warmup=4)
+    assert [vaelib.train.kl_weight(config, e) for e in (0, 1, 2, 4, 7)] == [0.0, 0.5, 1.0, 2.0, 2.0]
+    assert vaelib.train.kl_weight(tiny_config.replace(beta=3.0), 0) == 3.0
+
+
+def test_kl_warmup_lowers_the_kl_weight_in_the_first_epochs(small, tiny_config):
+    config = tiny_config.replace(epochs=2, kl_warmup=2, batch_norm=False, dropout=0.0)
+    history = fit(build_model(config), small, config, progress=False).history
+    first = history.iloc[0]
+    # the reported training loss uses the ramped weight (below 1 all through epoch 1) ...
+    assert first.train_loss < first.train_recon + 0.75 * first.train_kl
+    # ... while validation scores the full objective
+    assert history.val_loss.tolist() == pytest.approx((history.val_recon + history.val_kl).tolist())
+
+
+def test_conditional_vae_trains_and_needs_labels(small, tiny_config, tmp_path):
+    config = tiny_config.replace(num_classes=10, epochs=2)
+    model, result = vaelib.train_or_load(config, small, cache_dir=tmp_path, progress=False)
+    assert result.history.val_loss.iloc[-1] < result.history.val_loss.iloc[0]
+    with pytest.raises(ValueError, match="conditional"):
+        vaelib.evaluate(model, small.test.images)
+    scores = vaelib.evaluate(model, small.test.images, labels=small.test.labels)
+    assert scores["neg_elbo"] < 300
+    # the label changes what the decoder draws from the same code
+    z = torch.zeros(2, config.latent_dim)
+    a, b = model.decode(z, torch.tensor([1, 1])), model.decode(z, torch.tensor([1, 8]))
+    assert torch.equal(a[0], a[1]) and (a[1] - b[1]).abs().max() > 0.1
+
+
+def test_without_labels_model_never_sees_the_excluded_digit(small, tiny_config, tmp_path):
+    splits = vaelib.data.without_labels(small, [3])
+    assert 3 not in splits.train.labels and 3 not in splits.val.labels and 3 in splits.test.labels
+    assert vaelib.run_dir_for(tiny_config, splits, tmp_path) != vaelib.run_dir_for(tiny_config, small, tmp_path)

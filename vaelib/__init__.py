@@ -8,16 +8,17 @@ import torch as _torch
 # them, so it is set here, before PyTorch starts its intra-op thread pool. No-op where unsupported.
 _torch.set_flush_denormal(True)
 
-from . import book, explorer, toy
+from . import anomaly, book, explorer, toy
+from .anomaly import auroc, roc_curve
 from .cache import build_model, default_cache_dir, load_run, run_dir_for, train_or_load
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import VAEConfig, resolve_device
-from .data import DataNotFoundError, Split, Splits, load_mnist
-from .evaluate import bernoulli_entropy_floor, evaluate, per_image_terms
+from .data import DataNotFoundError, Split, Splits, load_mnist, load_test, without_labels
+from .evaluate import active_units, bernoulli_entropy_floor, evaluate, iwae_bound, per_image_terms, posterior_stats
 from .explorer import LatentExplorer, explorer_html
 from .latent import (interpolate, knn_accuracy, knn_predict, latent_means, nearest_neighbours, prior_grid,
                      traversals)
-from .losses import LossTerms, bernoulli_nll, gaussian_kl, vae_loss
+from .losses import LossTerms, bernoulli_nll, free_bits_kl, gaussian_kl, vae_loss
 from .model import VAE, VAEOutput, count_parameters, reparameterize, train_flops_per_image
 from .notebook import layer_table, show_source
 from .plots import (plot_image_rows, plot_latent_scatter, plot_manifold, plot_reconstructions, plot_samples,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from filelock import FileLock
 
 from .checkpoint import atomic_write, load_checkpoint
 from .config import VAEConfig, resolve_device
@@ -57,15 +58,21 @@ def load_run(run_dir: str | Path, device: str = "auto") -> tuple[VAE, FitResult]
 
 def train_or_load(config: VAEConfig, splits: Splits, cache_dir: str | Path | None = None,
                   progress: bool = True) -> tuple[VAE, FitResult]:
-    """Load the cached run for (config, data) if it finished; otherwise train (resuming if cut off)."""
+    """Load the cached run for (config, data) if it finished; otherwise train (resuming if cut off).
+
+    A lock file beside the run folder makes a second process that wants the same model (another
+    kernel, a parallel build) wait for the first to finish and then load its result.
+    """
     run_dir = run_dir_for(config, splits, cache_dir)
-    if (run_dir / "done.json").exists():
-        return load_run(run_dir, config.device)
-    model = build_model(config)
-    result = fit(model, splits, config, run_dir=run_dir, resume=True, progress=progress)
-    (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    summary = {"best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
-               "stopped_early": result.stopped_early, "data_fingerprint": splits.fingerprint,
-               "torch": torch.__version__}
-    atomic_write(run_dir / "done.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{run_dir}.lock"):
+        if (run_dir / "done.json").exists():
+            return load_run(run_dir, config.device)
+        model = build_model(config)
+        result = fit(model, splits, config, run_dir=run_dir, resume=True, progress=progress)
+        (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        summary = {"best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
+                   "stopped_early": result.stopped_early, "data_fingerprint": splits.fingerprint,
+                   "torch": torch.__version__}
+        atomic_write(run_dir / "done.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
     return model, result

@@ -26,8 +26,11 @@ class VAEConfig:
     activation: str = "relu"  # hidden non-linearity: "relu", "elu" or "silu"
     batch_norm: bool = True  # BatchNorm1d after every hidden Linear
     dropout: float = 0.2  # dropout after every hidden activation, in [0, 1)
+    num_classes: int = 0  # > 0: a conditional VAE, the one-hot label fed to encoder and decoder
     # --- objective ----------------------------------------------------------------
     beta: float = 1.0  # weight on the KL term (1 = the ELBO, >1 = beta-VAE)
+    kl_warmup: int = 0  # epochs over which the KL weight ramps linearly from 0 up to beta (0 = off)
+    free_bits: float = 0.0  # nats per latent dimension of KL that cost nothing (0 = off)
     # --- optimisation -------------------------------------------------------------
     lr: float = 1e-3  # Adam learning rate at the start
     batch_size: int = 128  # images per gradient step
@@ -107,6 +110,12 @@ def _validate(c: VAEConfig) -> None:
     _check(isinstance(c.batch_norm, bool), f"batch_norm must be True or False; got {c.batch_norm!r}")
     _check(isinstance(c.dropout, (int, float)) and 0 <= c.dropout < 1,
            f"dropout must be in [0, 1); got {c.dropout!r}")
+    _check(_is_int(c.num_classes) and c.num_classes >= 0,
+           f"num_classes must be an integer >= 0 (0 = unconditional, 10 for MNIST digits); got {c.num_classes!r}")
+    _check(_is_int(c.kl_warmup) and c.kl_warmup >= 0,
+           f"kl_warmup must be a number of epochs >= 0 (0 = no warm-up); got {c.kl_warmup!r}")
+    _check(isinstance(c.free_bits, (int, float)) and math.isfinite(c.free_bits) and c.free_bits >= 0,
+           f"free_bits must be a finite number of nats >= 0 (0 = off); got {c.free_bits!r}")
     _check(isinstance(c.beta, (int, float)) and math.isfinite(c.beta) and c.beta >= 0,
            f"beta must be a finite number >= 0; got {c.beta!r}")
     _check(isinstance(c.lr, (int, float)) and math.isfinite(c.lr) and c.lr > 0,

@@ -1,19 +1,24 @@
-"""Evaluation: the ELBO's terms, per image and averaged, on a whole split."""
+"""Evaluation: the ELBO's terms, the importance-weighted bound on log p(x), and which latent units are used."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from .losses import LossTerms, vae_loss
+from .losses import LossTerms, bernoulli_nll, vae_loss
 from .model import VAE
+
+LOG_2PI = math.log(2 * math.pi)
 
 
 @torch.no_grad()
 def per_image_terms(model: VAE, images: torch.Tensor, beta: float = 1.0, batch_size: int = 2000,
-                    seed: int = 0) -> LossTerms:
+                    seed: int = 0, labels: torch.Tensor | None = None) -> LossTerms:
     """Loss, reconstruction and KL for every image (each (N,)), in eval mode, one z sample each.
 
     The noise is drawn from a generator seeded with `seed`, so the numbers are repeatable.
+    `labels` (N,) are needed by a conditional model (config.num_classes > 0) and refused by others.
     """
     was_training = model.training
     model.eval()
@@ -22,16 +27,17 @@ def per_image_terms(model: VAE, images: torch.Tensor, beta: float = 1.0, batch_s
     parts = []
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size].to(device)
-        out = model(x, generator=generator)
+        y = None if labels is None else labels[start:start + batch_size].to(device)
+        out = model(x, y, generator=generator)
         parts.append(vae_loss(out.logits, model.flatten(x), out.mu, out.logvar, beta))
     model.train(was_training)
     return LossTerms(*(torch.cat(t) for t in zip(*parts)))
 
 
 def evaluate(model: VAE, images: torch.Tensor, beta: float = 1.0, batch_size: int = 2000,
-             seed: int = 0) -> dict[str, float]:
+             seed: int = 0, labels: torch.Tensor | None = None) -> dict[str, float]:
     """Averages over `images` in nats per image: loss, recon, kl and neg_elbo (= recon + kl)."""
-    terms = per_image_terms(model, images, beta, batch_size, seed)
+    terms = per_image_terms(model, images, beta, batch_size, seed, labels)
     return {"loss": terms.loss.mean().item(), "recon": terms.recon.mean().item(),
             "kl": terms.kl.mean().item(), "neg_elbo": (terms.recon + terms.kl).mean().item()}
 
@@ -44,3 +50,61 @@ def bernoulli_entropy_floor(images: torch.Tensor) -> torch.Tensor:
     """
     x = images.flatten(1).double()
     return (torch.special.entr(x) + torch.special.entr(1 - x)).sum(dim=1)  # entr(p) = -p log p
+
+
+@torch.no_grad()
+def iwae_bound(model: VAE, images: torch.Tensor, k: int, labels: torch.Tensor | None = None,
+               batch_size: int = 100, chunk: int = 100, seed: int = 0) -> torch.Tensor:
+    """The importance-weighted bound on log p(x) with k samples from q(z|x), per image: (N, ...) -> (N,).
+
+    log p_k(x) = log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x) (Burda et al., 2015).
+    k = 1 is a one-sample ELBO; the bound rises towards log p(x) as k grows. Pixels are scored
+    with the same Bernoulli cross-entropy as the ELBO, so the two are directly comparable.
+    """
+    if not (isinstance(k, int) and k >= 1):
+        raise ValueError(f"k (importance samples per image) must be an integer >= 1; got {k!r}")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    bounds = []
+    for start in range(0, len(images), batch_size):
+        x = model.flatten(images[start:start + batch_size].to(device))
+        y = None if labels is None else labels[start:start + batch_size].to(device)
+        mu, logvar = model.encode(x, y)
+        std = torch.exp(0.5 * logvar)
+        log_w = []
+        for done in range(0, k, chunk):
+            n = min(chunk, k - done)
+            eps = torch.randn((n, *mu.shape), generator=generator, device=device)  # (n, B, L)
+            z = mu + std * eps
+            logits = model.decode_logits(z.flatten(0, 1), None if y is None else y.repeat(n))
+            log_px_z = -bernoulli_nll(logits, x.repeat(n, 1)).view(n, len(x))
+            log_pz = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
+            log_qz = -0.5 * (eps.pow(2) + LOG_2PI + logvar).sum(-1)
+            log_w.append(log_px_z + log_pz - log_qz)
+        bounds.append(torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k))
+    model.train(was_training)
+    return torch.cat(bounds).cpu()
+
+
+@torch.no_grad()
+def posterior_stats(model: VAE, images: torch.Tensor, labels: torch.Tensor | None = None,
+                    batch_size: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior means (N, L) and per-dimension KL to the prior averaged over images (L,), on the CPU."""
+    model.eval()
+    device = next(model.parameters()).device
+    mus, kl_sum = [], 0.0
+    for start in range(0, len(images), batch_size):
+        y = None if labels is None else labels[start:start + batch_size].to(device)
+        mu, logvar = model.encode(images[start:start + batch_size].to(device), y)
+        mus.append(mu.cpu())
+        kl_sum = kl_sum + (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).sum(0).cpu()
+    return torch.cat(mus), kl_sum / len(images)
+
+
+def active_units(means: torch.Tensor, threshold: float = 0.01) -> torch.Tensor:
+    """Which latent dimensions the encoder uses: Var_x[E_q(z|x) z_j] > threshold (Burda et al., 2015). (N, L) -> (L,) bool."""
+    if means.ndim != 2 or len(means) < 2:
+        raise ValueError(f"active_units expects posterior means of shape (N, L) with N >= 2; got {tuple(means.shape)}")
+    return means.double().var(dim=0) > threshold

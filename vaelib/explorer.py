@@ -25,6 +25,9 @@ _ACTIVATION_NAMES = {cls: name for name, cls in ACTIVATIONS.items()}
 
 def decoder_layers(model: VAE) -> list[dict]:
     """The eval-mode decoder as [{W (out, in), b (out,), act}], batch norm folded in, dropout dropped."""
+    if model.config.num_classes:
+        raise ValueError("The explorers show unconditional decoders; this VAE is conditional "
+                         f"(num_classes={model.config.num_classes}). Decode it with model.decode(z, labels).")
     layers: list[dict] = []
     for module in [*model.decoder, model.to_logits]:
         if isinstance(module, nn.Linear):

@@ -1,4 +1,4 @@
-"""Latent-space analysis: encodings, grids through the prior, interpolation, neighbours, k-NN."""
+"""Latent-space analysis: encodings, grids through the prior, interpolation, neighbours, k-NN, code statistics."""
 
 from __future__ import annotations
 
@@ -76,3 +76,20 @@ def knn_accuracy(train_z: torch.Tensor, train_y: torch.Tensor, test_z: torch.Ten
                  k: int = 5) -> float:
     """Fraction of test codes whose k-NN majority label is right."""
     return (knn_predict(train_z, train_y.cpu(), test_z, k) == test_y.cpu()).float().mean().item()
+
+
+def prior_mismatch(z: torch.Tensor) -> float:
+    """How far codes z (N, L) drawn over the data are from the N(0, I) prior's spread: ||Cov[z] - I||_F."""
+    if z.ndim != 2 or len(z) < 2:
+        raise ValueError(f"prior_mismatch expects codes of shape (N, L) with N >= 2; got {tuple(z.shape)}")
+    cov = torch.atleast_2d(torch.cov(z.double().T))
+    return torch.linalg.matrix_norm(cov - torch.eye(z.shape[1], dtype=cov.dtype, device=cov.device)).item()
+
+
+def mean_abs_correlation(z: torch.Tensor) -> float:
+    """Average |Pearson correlation| between different columns of z (N, L), L >= 2: 0 = uncorrelated."""
+    if z.ndim != 2 or z.shape[1] < 2 or len(z) < 2:
+        raise ValueError(f"mean_abs_correlation expects (N, L) with N, L >= 2; got {tuple(z.shape)}")
+    c = torch.corrcoef(z.double().T).abs()
+    n = len(c)
+    return ((c.sum() - c.diagonal().sum()) / (n * (n - 1))).item()

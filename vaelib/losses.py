@@ -37,9 +37,25 @@ def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=1)
 
 
+def free_bits_kl(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """The KL penalty with free bits (Kingma et al., 2016): (B, L) -> (B,).
+
+    A latent dimension whose KL, averaged over the batch, is below `free_bits` nats costs a constant
+    `free_bits` (so no gradient pushes it to zero); dimensions above pay their KL as usual. The batch
+    mean of the result is sum_j max(free_bits, mean_i KL_ij).
+    """
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)  # (B, L)
+    below = kl.mean(dim=0, keepdim=True) < free_bits  # (1, L)
+    return torch.where(below, torch.full_like(kl, free_bits), kl).sum(dim=1)
+
+
 def vae_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-             beta: float = 1.0) -> LossTerms:
-    """All terms of the (beta-weighted) negative ELBO for one batch, per image: each (B,)."""
+             beta: float = 1.0, free_bits: float = 0.0) -> LossTerms:
+    """All terms of the (beta-weighted) negative ELBO for one batch, per image: each (B,).
+
+    With free_bits > 0 the loss's KL penalty is `free_bits_kl`; the reported kl is always the true KL.
+    """
     recon = bernoulli_nll(logits, x.reshape(logits.shape))
     kl = gaussian_kl(mu, logvar)
-    return LossTerms(recon + beta * kl, recon, kl)
+    penalty = free_bits_kl(mu, logvar, free_bits) if free_bits > 0 else kl
+    return LossTerms(recon + beta * penalty, recon, kl)

@@ -1,10 +1,15 @@
-"""The VAE: a Gaussian MLP encoder and a Bernoulli MLP decoder that outputs logits."""
+"""The VAE: a Gaussian MLP encoder and a Bernoulli MLP decoder that outputs logits.
+
+With config.num_classes > 0 it is a conditional VAE (Sohn et al., 2015): the one-hot label is
+appended to the encoder's input and to the decoder's input, so z only has to describe style.
+"""
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import VAEConfig
@@ -51,11 +56,13 @@ class VAE(nn.Module):
         super().__init__()
         self.config = config = config or VAEConfig()
         hidden = list(config.hidden_dims)
-        self.encoder = mlp([config.input_dim, *hidden], config.batch_norm, config.dropout, config.activation)
-        self.to_mu = nn.Linear(hidden[-1] if hidden else config.input_dim, config.latent_dim)
-        self.to_logvar = nn.Linear(hidden[-1] if hidden else config.input_dim, config.latent_dim)
-        self.decoder = mlp([config.latent_dim, *reversed(hidden)], config.batch_norm, config.dropout, config.activation)
-        self.to_logits = nn.Linear(hidden[0] if hidden else config.latent_dim, config.input_dim)
+        n_cls = config.num_classes
+        self.encoder = mlp([config.input_dim + n_cls, *hidden], config.batch_norm, config.dropout, config.activation)
+        self.to_mu = nn.Linear(hidden[-1] if hidden else config.input_dim + n_cls, config.latent_dim)
+        self.to_logvar = nn.Linear(hidden[-1] if hidden else config.input_dim + n_cls, config.latent_dim)
+        self.decoder = mlp([config.latent_dim + n_cls, *reversed(hidden)], config.batch_norm, config.dropout,
+                           config.activation)
+        self.to_logits = nn.Linear(hidden[0] if hidden else config.latent_dim + n_cls, config.input_dim)
 
     def flatten(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) or (B, D) -> (B, D), with a clear error for any other shape."""
@@ -65,33 +72,55 @@ class VAE(nn.Module):
         raise ValueError(f"VAE expects a batch of shape (B, {', '.join(map(str, shape))}) or (B, {d}); "
                          f"got {tuple(x.shape)}. For one image add a batch dimension: x.unsqueeze(0).")
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, C, H, W) -> mu (B, L), logvar (B, L)."""
-        h = self.encoder(self.flatten(x))
+    def with_labels(self, h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """(B, K) -> (B, K + num_classes) with one-hot labels appended; unchanged for an unconditional model."""
+        n_cls = self.config.num_classes
+        if not n_cls:
+            if labels is not None:
+                raise ValueError("labels were given to an unconditional VAE (num_classes=0); drop them, or "
+                                 "train a conditional one with VAEConfig(num_classes=10).")
+            return h
+        if labels is None:
+            raise ValueError(f"This VAE is conditional (num_classes={n_cls}): pass labels, a (B,) tensor of "
+                             f"integers in 0..{n_cls - 1}, e.g. model(x, labels) or model.decode(z, labels).")
+        labels = torch.as_tensor(labels, device=h.device)
+        if labels.shape != (len(h),) or labels.dtype.is_floating_point:
+            raise ValueError(f"labels must be integers of shape ({len(h)},), one per image; got "
+                             f"{labels.dtype} {tuple(labels.shape)}")
+        if len(labels) and (labels.min() < 0 or labels.max() >= n_cls):
+            raise ValueError(f"labels must lie in 0..{n_cls - 1}; got values from {labels.min().item()} "
+                             f"to {labels.max().item()}")
+        return torch.cat([h, F.one_hot(labels.long(), n_cls).to(h.dtype)], dim=1)
+
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, C, H, W) [, labels (B,)] -> mu (B, L), logvar (B, L)."""
+        h = self.encoder(self.with_labels(self.flatten(x), labels))
         return self.to_mu(h), self.to_logvar(h)
 
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        """z (B, L) -> Bernoulli logits (B, D)."""
+    def decode_logits(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """z (B, L) [, labels (B,)] -> Bernoulli logits (B, D)."""
         if z.ndim != 2 or z.shape[1] != self.config.latent_dim:
             raise ValueError(f"decode expects z of shape (B, {self.config.latent_dim}); got {tuple(z.shape)}")
-        return self.to_logits(self.decoder(z))
+        return self.to_logits(self.decoder(self.with_labels(z, labels)))
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """z (B, L) -> images (B, C, H, W): the Bernoulli means sigmoid(logits) in [0, 1]."""
-        return torch.sigmoid(self.decode_logits(z)).reshape(len(z), *self.config.input_shape)
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """z (B, L) [, labels (B,)] -> images (B, C, H, W): the Bernoulli means sigmoid(logits) in [0, 1]."""
+        return torch.sigmoid(self.decode_logits(z, labels)).reshape(len(z), *self.config.input_shape)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> VAEOutput:
-        """x (B, C, H, W) -> logits (B, D), mu, logvar, z (B, L)."""
-        mu, logvar = self.encode(x)
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> VAEOutput:
+        """x (B, C, H, W) [, labels (B,)] -> logits (B, D), mu, logvar, z (B, L)."""
+        mu, logvar = self.encode(x, labels)
         z = reparameterize(mu, logvar, generator)
-        return VAEOutput(self.decode_logits(z), mu, logvar, z)
+        return VAEOutput(self.decode_logits(z, labels), mu, logvar, z)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n images (n, C, H, W) decoded from z ~ N(0, I)."""
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               labels: torch.Tensor | None = None) -> torch.Tensor:
+        """n images (n, C, H, W) decoded from z ~ N(0, I) [given labels (n,) for a conditional model]."""
         device = next(self.parameters()).device
         z = torch.randn(n, self.config.latent_dim, generator=generator, device=device)
-        return self.decode(z)
+        return self.decode(z, labels)
 
 
 def count_parameters(model: nn.Module) -> int:

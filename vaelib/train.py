@@ -58,17 +58,31 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
 
-def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, config: VAEConfig) -> dict:
-    """One pass over `images` (N, C, H, W) in shuffled batches; mean loss/recon/kl per image."""
+def kl_weight(config: VAEConfig, epoch: float) -> float:
+    """The KL weight after `epoch` epochs of training (fractions count): beta, or a linear ramp 0 -> beta
+    over the first config.kl_warmup epochs (KL warm-up, Bowman et al., 2016)."""
+    if config.kl_warmup == 0:
+        return config.beta
+    return config.beta * min(1.0, epoch / config.kl_warmup)
+
+
+def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, config: VAEConfig,
+                labels: torch.Tensor | None = None, epoch: int = 1) -> dict:
+    """One pass over `images` (N, C, H, W) [and labels (N,)] in shuffled batches; mean loss/recon/kl per image.
+
+    `epoch` (1-based) places the pass on the KL warm-up ramp; the reported loss uses the weight in force.
+    """
     model.train()
     n, bs = len(images), config.batch_size
     perm = torch.randperm(n, device=images.device)
     sums = torch.zeros(3, device=images.device)
-    seen = 0
-    for start in range(0, n - 1, bs):  # a final batch of one image is skipped: batch norm needs two
-        x = images[perm[start:start + bs]]
-        out = model(x)
-        terms = vae_loss(out.logits, x, out.mu, out.logvar, config.beta)
+    seen, steps = 0, max(1, math.ceil((n - 1) / bs))
+    for step, start in enumerate(range(0, n - 1, bs)):  # a final batch of one image is skipped: batch norm needs two
+        idx = perm[start:start + bs]
+        x, y = images[idx], None if labels is None else labels[idx]
+        out = model(x, y)
+        beta = kl_weight(config, epoch - 1 + (step + 1) / steps)
+        terms = vae_loss(out.logits, x, out.mu, out.logvar, beta, config.free_bits)
         optimizer.zero_grad(set_to_none=True)
         terms.loss.mean().backward()
         optimizer.step()
@@ -114,11 +128,13 @@ def fit(model: VAE, splits: Splits, config: VAEConfig | None = None, run_dir: st
     Each epoch writes run_dir/last.pt (everything needed to resume), run_dir/best.pt (the weights
     with the lowest validation loss so far) and run_dir/metrics.csv. With resume=True a run picks
     up from last.pt and ends exactly where an uninterrupted run would. Random state is seeded per
-    epoch inside a forked RNG, so the caller's global RNG is left as it was.
+    epoch inside a forked RNG, so the caller's global RNG is left as it was. Validation always
+    scores recon + beta * KL (no warm-up ramp, no free bits): models are selected on the objective itself.
     """
     config = config or model.config
     device = next(model.parameters()).device
     train_x, val_x = splits.train.images.to(device), splits.val.images.to(device)
+    train_y, val_y = (splits.train.labels.to(device), splits.val.labels.to(device)) if config.num_classes else (None, None)
     run_dir = Path(run_dir) if run_dir is not None else None
     optimizer, history = make_optimizer(model, config), []
     scheduler = make_scheduler(optimizer, config)
@@ -137,10 +153,10 @@ def fit(model: VAE, splits: Splits, config: VAEConfig | None = None, run_dir: st
                 break
             torch.manual_seed(epoch_seed(config.seed, epoch))
             tic, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
-            train = train_epoch(model, optimizer, train_x, config)
+            train = train_epoch(model, optimizer, train_x, config, train_y, epoch)
             train_seconds = time.perf_counter() - tic
             _check_finite(train, epoch, config, run_dir)
-            val = evaluate(model, val_x, config.beta, seed=config.seed)
+            val = evaluate(model, val_x, config.beta, seed=config.seed, labels=val_y)
             row = {"epoch": epoch, "lr": lr, **{f"train_{k}": train[k] for k in METRICS},
                    **{f"val_{k}": val[k] for k in METRICS}, "train_seconds": train_seconds,
                    "seconds": time.perf_counter() - tic}
