@@ -23,6 +23,7 @@ models: $(STAMP)
 # Training speed side by side (a few minutes); writes bench/results/, rendered by the appendix.
 bench: $(STAMP)
 	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/parallel_models.py
 
 setup: $(STAMP)
 

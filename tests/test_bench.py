@@ -27,3 +27,14 @@ def test_benchmark_smoke_run_writes_its_table(tmp_path, capsys):
     assert csv.loc[0, "time_to_target_s"] == csv.loc[0, "wall_s"]  # one epoch: the reference reaches its own best
     assert bench.markdown(table) in printed
     assert (tmp_path / "train_speed.json").exists()
+
+
+def test_parallel_benchmark_smoke_run_writes_its_table(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("parallel_models", SCRIPT.parent / "parallel_models.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    table = bench.main(["--models", "2", "--epochs", "1", "--out", str(tmp_path)])
+    csv = pd.read_csv(tmp_path / "parallel_models.csv")
+    assert list(csv["how"]) == ["one after another", "all at once"] and list(csv["processes"]) == [1, 2]
+    assert csv.loc[0, "speedup"] == 1.0 and (csv["wall_s"] > 0).all()
+    assert bench.markdown(table) in capsys.readouterr().out

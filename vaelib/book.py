@@ -1,8 +1,9 @@
 """The models the chapters share: each is trained once per build and loaded everywhere else.
 
 `models()` lists every cached model a chapter loads. `python -m vaelib` trains the ones not
-cached yet, several at a time: on a CPU, two single-threaded processes train small MLPs about
-1.5x faster than one process using both cores (`make models` runs it before the book and tests).
+cached yet, several at a time: on a CPU, one single-threaded process per core trains these small
+MLPs faster than one process using every core (`bench/parallel_models.py` measures by how much).
+`make models` runs it before the book and the tests.
 """
 
 from __future__ import annotations
@@ -135,19 +136,23 @@ def train_missing(entries: list[BookModel] | None = None, jobs: int | None = Non
             missing.append(entry)
     missing.sort(key=lambda e: -e.cost)
     cores = os.cpu_count() or 1
-    jobs = max(1, min(jobs or cores, len(missing) or 1))
+    default = 1 if torch.cuda.is_available() else cores  # one GPU: one model at a time
+    jobs = max(1, min(jobs or default, len(missing) or 1))
     work = [(entry, None if cache_dir is None else str(cache_dir), max(1, cores // jobs)) for entry in missing]
     if jobs == 1:
         return [_train_one(job) for job in work]
     with multiprocessing.get_context("spawn").Pool(jobs) as pool:  # spawn: no forked OpenMP state
-        return list(pool.imap_unordered(_train_one, work))
+        done = list(pool.imap_unordered(_train_one, work))
+        pool.close()
+        pool.join()
+    return done
 
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: train the book's models that are not cached yet."""
     parser = argparse.ArgumentParser(prog="python -m vaelib", description=main.__doc__)
     parser.add_argument("--jobs", type=int, default=None,
-                        help="models trained at once (default: one per CPU core; use 1 on a GPU)")
+                        help="models trained at once (default: one per CPU core, or 1 with a GPU)")
     parser.add_argument("--list", action="store_true", help="print the models and exit")
     args = parser.parse_args(argv)
     if args.jobs is not None and args.jobs < 1:
