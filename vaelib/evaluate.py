@@ -6,10 +6,17 @@ import math
 
 import torch
 
-from .losses import LossTerms, bernoulli_nll, vae_loss
+from .losses import LossTerms, bernoulli_nll, gaussian_kl_per_dim, vae_loss
 from .model import VAE
 
 LOG_2PI = math.log(2 * math.pi)
+
+
+def _batches(images: torch.Tensor, labels: torch.Tensor | None, batch_size: int, device):
+    """(images, labels or None) in consecutive slices of batch_size, moved to `device`."""
+    for start in range(0, len(images), batch_size):
+        y = None if labels is None else labels[start:start + batch_size].to(device)
+        yield images[start:start + batch_size].to(device), y
 
 
 @torch.no_grad()
@@ -25,9 +32,7 @@ def per_image_terms(model: VAE, images: torch.Tensor, beta: float = 1.0, batch_s
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     parts = []
-    for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].to(device)
-        y = None if labels is None else labels[start:start + batch_size].to(device)
+    for x, y in _batches(images, labels, batch_size, device):
         out = model(x, y, generator=generator)
         parts.append(vae_loss(out.logits, model.flatten(x), out.mu, out.logvar, beta))
     model.train(was_training)
@@ -68,9 +73,8 @@ def iwae_bound(model: VAE, images: torch.Tensor, k: int, labels: torch.Tensor | 
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     bounds = []
-    for start in range(0, len(images), batch_size):
-        x = model.flatten(images[start:start + batch_size].to(device))
-        y = None if labels is None else labels[start:start + batch_size].to(device)
+    for x, y in _batches(images, labels, batch_size, device):
+        x = model.flatten(x)
         mu, logvar = model.encode(x, y)
         std = torch.exp(0.5 * logvar)
         log_w = []
@@ -95,11 +99,10 @@ def posterior_stats(model: VAE, images: torch.Tensor, labels: torch.Tensor | Non
     model.eval()
     device = next(model.parameters()).device
     mus, kl_sum = [], 0.0
-    for start in range(0, len(images), batch_size):
-        y = None if labels is None else labels[start:start + batch_size].to(device)
-        mu, logvar = model.encode(images[start:start + batch_size].to(device), y)
+    for x, y in _batches(images, labels, batch_size, device):
+        mu, logvar = model.encode(x, y)
         mus.append(mu.cpu())
-        kl_sum = kl_sum + (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).sum(0).cpu()
+        kl_sum = kl_sum + gaussian_kl_per_dim(mu, logvar).sum(0).cpu()
     return torch.cat(mus), kl_sum / len(images)
 
 

@@ -21,12 +21,14 @@ class LossTerms(NamedTuple):
     kl: torch.Tensor  # KL(q(z|x) || N(0, I)), closed form
 
 
-def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, diag(exp(logvar))) || N(0, I)) summed over dims: (B, L) -> (B,).
+def gaussian_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu_j, exp(logvar_j)) || N(0, 1)) of every latent dimension: (B, L) -> (B, L)."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
 
-    Per dimension: 0.5 * (mu^2 + sigma^2 - 1 - log sigma^2).
-    """
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, diag(exp(logvar))) || N(0, I)): the per-dimension KLs summed, (B, L) -> (B,)."""
+    return gaussian_kl_per_dim(mu, logvar).sum(dim=1)
 
 
 def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -44,7 +46,7 @@ def free_bits_kl(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> to
     `free_bits` (so no gradient pushes it to zero); dimensions above pay their KL as usual. The batch
     mean of the result is sum_j max(free_bits, mean_i KL_ij).
     """
-    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)  # (B, L)
+    kl = gaussian_kl_per_dim(mu, logvar)  # (B, L)
     below = kl.mean(dim=0, keepdim=True) < free_bits  # (1, L)
     return torch.where(below, torch.full_like(kl, free_bits), kl).sum(dim=1)
 

@@ -76,12 +76,13 @@ def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, images: torch.Tens
     n, bs = len(images), config.batch_size
     perm = torch.randperm(n, device=images.device)
     sums = torch.zeros(3, device=images.device)
-    seen, steps = 0, max(1, math.ceil((n - 1) / bs))
-    for step, start in enumerate(range(0, n - 1, bs)):  # a final batch of one image is skipped: batch norm needs two
+    starts = range(0, n - 1, bs)  # a final batch of one image is skipped: batch norm needs two
+    seen = 0
+    for step, start in enumerate(starts):
         idx = perm[start:start + bs]
         x, y = images[idx], None if labels is None else labels[idx]
         out = model(x, y)
-        beta = kl_weight(config, epoch - 1 + (step + 1) / steps)
+        beta = kl_weight(config, epoch - 1 + (step + 1) / len(starts))
         terms = vae_loss(out.logits, x, out.mu, out.logvar, beta, config.free_bits)
         optimizer.zero_grad(set_to_none=True)
         terms.loss.mean().backward()
