@@ -32,6 +32,7 @@ FREE_BITS = 0.5  # nats per dimension the free-bits mitigation leaves free
 KL_WARMUP = SHORT_EPOCHS // 2  # epochs of the KL warm-up mitigation (half the run)
 HELD_OUT_DIGIT = 8  # the applications chapter trains a model that never saw this digit
 CONDITIONAL_LATENT = 2  # the conditional VAE's z only has to carry style
+CEILINGS = {2: 140.0, 20: 100.0}  # test -ELBO the recipe must reach at these latent sizes within the book's budget
 IWAE_SAMPLES = (1, 10, 100, 1000)  # the evaluation chapter's importance-sample counts k
 IWAE_IMAGES = 1000  # test images the chapter's IWAE estimates average over
 COLLAPSED_KL = 0.01  # nats: a latent dimension with less KL than this carries (almost) nothing
