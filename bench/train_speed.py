@@ -6,7 +6,7 @@ Compares
   (1) reference: the loop a typical tutorial uses - torchvision MNIST + ToTensor + DataLoader(128,
       shuffle=True), the seed architecture (batch norm + dropout), Adam 1e-3, `.item()` every batch;
   (2) vaelib.fit with the same architecture and number of epochs;
-  (3) vaelib.fit with the book's recipe, VAEConfig.recommended() (no BN/dropout, cosine LR), latent 2;
+  (3) vaelib.fit with the book's recipe, VAEConfig.recommended() (middle layer 256, no BN/dropout, cosine LR), latent 2;
   (4) the same recipe at latent 20.
 Every trainer is scored by the same instrument (vaelib.evaluate on the same validation and test
 images) and selects its model on validation. Prints a Markdown table with ratios to (1) and writes
@@ -108,7 +108,8 @@ def summarise(name: str, config, history: pd.DataFrame, model, splits: Splits, n
     elapsed = history["seconds"].cumsum()
     reached = history.index[history["val_neg_elbo"] <= target] if target is not None else history.index[[]]
     return {
-        "trainer": name, "latent_dim": config.latent_dim, "batch_norm": config.batch_norm,
+        "trainer": name, "hidden_dims": "-".join(map(str, config.hidden_dims)), "latent_dim": config.latent_dim,
+        "batch_norm": config.batch_norm,
         "dropout": config.dropout, "scheduler": config.scheduler, "epochs": len(history),
         "s_per_epoch": per_epoch, "images_per_s": images_per_s,
         "matmul_fraction": images_per_s * vaelib.train_flops_per_image(model) / 1e9 / gflops,
@@ -121,11 +122,11 @@ def summarise(name: str, config, history: pd.DataFrame, model, splits: Splits, n
 def markdown(table: pd.DataFrame) -> str:
     """The results as a Markdown table with ratios to the reference row."""
     ref = table.iloc[0]
-    lines = ["| trainer | latent | epochs | s/epoch | images/s | × ref | matmul use | test −ELBO | time to ref. quality | ÷ ref wall |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| trainer | hidden | latent | epochs | s/epoch | images/s | × ref | matmul use | test −ELBO | time to ref. quality | ÷ ref wall |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for _, r in table.iterrows():
         reached = math.isfinite(r.time_to_target_s)
-        lines.append(f"| {r.trainer} | {r.latent_dim} | {r.epochs} | {r.s_per_epoch:.2f} | {r.images_per_s:,.0f} | "
+        lines.append(f"| {r.trainer} | {r.hidden_dims} | {r.latent_dim} | {r.epochs} | {r.s_per_epoch:.2f} | {r.images_per_s:,.0f} | "
                      f"{r.images_per_s / ref.images_per_s:.2f} | {r.matmul_fraction:.0%} | {r.test_neg_elbo:.2f} | "
                      + (f"{r.time_to_target_s:.1f} s | {r.time_to_target_s / ref.wall_s:.2f} |" if reached else "not reached | – |"))
     return "\n".join(lines)

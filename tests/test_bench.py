@@ -23,6 +23,7 @@ def test_benchmark_smoke_run_writes_its_table(tmp_path, capsys):
     assert list(csv["trainer"]) == ["(1) reference loop", "(2) vaelib.fit, seed config",
                                     "(3) vaelib.fit, recommended", "(4) vaelib.fit, recommended"]
     assert list(csv["latent_dim"]) == [2, 2, 2, 20]
+    assert list(csv["hidden_dims"]) == ["256-128"] * 2 + ["-".join(map(str, bench.vaelib.VAEConfig.recommended().hidden_dims))] * 2
     assert (csv["images_per_s"] > 0).all() and (csv["test_neg_elbo"] > 0).all()
     assert csv.loc[0, "time_to_target_s"] == csv.loc[0, "wall_s"]  # one epoch: the reference reaches its own best
     assert bench.markdown(table) in printed
