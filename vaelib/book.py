@@ -24,7 +24,7 @@ from .data import Splits, load_mnist, load_test_splits, without_labels
 SEED = VAEConfig(epochs=30)  # the design the book grew from (BN + dropout, plateau LR), 30 epochs
 RECIPE = VAEConfig.recommended()  # the book's recipe at latent 2 (see the appendix "How fast is this?")
 LATENT_SIZES = (2, 10, 20)  # the latent sizes the training and latent-space chapters compare
-SHORT_EPOCHS = 15  # the later chapters' many models train for a quarter of the recipe's epochs
+SHORT_EPOCHS = 12  # the later chapters' many models train for a fifth of the recipe's epochs
 BETAS = (0.1, 0.5, 1.0, 2.0, 4.0, 8.0)  # the beta-VAE chapter's sweep
 SWEEP_LATENT = 10  # latent size of the sweep: room for some dimensions to switch off
 COLLAPSE_BETA = 4.0  # the sweep's beta whose collapsed dimensions the evaluation chapter revives
