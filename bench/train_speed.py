@@ -6,7 +6,8 @@ Compares
   (1) reference: the loop a typical tutorial uses - torchvision MNIST + ToTensor + DataLoader(128,
       shuffle=True), the seed architecture (batch norm + dropout), Adam 1e-3, `.item()` every batch;
   (2) vaelib.fit with the same architecture and number of epochs;
-  (3) vaelib.fit with the book's recipe, VAEConfig.recommended() (middle layer 256, no BN/dropout, cosine LR), latent 2;
+  (3) vaelib.fit with the book's recipe, VAEConfig.recommended() (middle layer 256, no BN/dropout,
+      cosine LR), latent 2;
   (4) the same recipe at latent 20.
 Every trainer is scored by the same instrument (vaelib.evaluate on the same validation and test
 images) and selects its model on validation. Prints a Markdown table with ratios to (1) and writes
