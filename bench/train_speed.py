@@ -1,17 +1,24 @@
 """Training speed and quality, side by side in one run on one machine.
 
-    VAELIB_DATA_DIR=../shared/data .venv/bin/python bench/train_speed.py   # about 6 minutes on 2 cores
+    VAELIB_DATA_DIR=../shared/data .venv/bin/python bench/train_speed.py   # about 15 minutes on 2 cores
 
 Compares
   (1) reference: the loop a typical tutorial uses - torchvision MNIST + ToTensor + DataLoader(128,
-      shuffle=True), the seed architecture (batch norm + dropout), Adam 1e-3, `.item()` every batch;
-  (2) vaelib.fit with the same architecture and number of epochs;
-  (3) vaelib.fit with the book's recipe, VAEConfig.recommended() (middle layer 256, no BN/dropout,
-      cosine LR), latent 2;
-  (4) the same recipe at latent 20.
+      shuffle=True), the seed architecture (batch norm + dropout), Adam 1e-3 at a constant learning
+      rate, `.item()` every batch;
+  (2) vaelib.fit with the same architecture, epochs and constant learning rate (like for like);
+  (3) vaelib.fit with the seed config's own plateau schedule;
+  (4) vaelib.fit with the book's recipe, VAEConfig.recommended(), latent 2;
+  (5) the same recipe at latent 20.
 Every trainer is scored by the same instrument (vaelib.evaluate on the same validation and test
-images) and selects its model on validation. Prints a Markdown table with ratios to (1) and writes
-bench/results/train_speed.csv and train_speed.json (the machine and the measured matmul rate).
+images) and selects its model on validation. Then ablation rows, each changing one thing at a
+time on the way from (1) to vaelib.fit's loop (throughput over a few epochs), and the denormal
+flush on and off for a trained recipe model; each ablation row runs in a fresh process, so that
+its thread pool starts with the floating-point settings the row asks for.
+
+Prints Markdown tables with ratios and writes bench/results/train_speed.csv, train_speed_ablation.csv
+and train_speed.json (the machine, the measured matmul rate and `code_hash()`: the appendix refuses
+results measured with other training code or another PyTorch).
 """
 
 from __future__ import annotations
@@ -19,7 +26,9 @@ from __future__ import annotations
 import argparse
 import copy
 import gzip
+import hashlib
 import json
+import multiprocessing
 import math
 import platform
 import shutil
@@ -36,6 +45,27 @@ import vaelib
 from vaelib.data import Split, Splits, find_idx_files, split_indices
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+TRAINING_CODE = ("vaelib/config.py", "vaelib/data.py", "vaelib/model.py", "vaelib/losses.py", "vaelib/train.py",
+                 "vaelib/evaluate.py", "bench/train_speed.py")
+
+
+def code_hash(files=TRAINING_CODE) -> str:
+    """Hash of the files that decide what a benchmark measures, and of the PyTorch version."""
+    h = hashlib.sha256(torch.__version__.encode())
+    for name in files:
+        h.update((ROOT / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def check_fresh(stamp: dict, files=TRAINING_CODE) -> None:
+    """Raise if results were measured with other code or another PyTorch than this checkout's."""
+    if stamp.get("code_hash") != code_hash(files):
+        raise RuntimeError(
+            f"The benchmark results in {RESULTS} are stale: they were measured with code hash "
+            f"{stamp.get('code_hash')} and torch {stamp.get('torch')}, this checkout has {code_hash(files)} and torch "
+            f"{torch.__version__} (the hash covers {', '.join(files)}). Rerun `make bench` and commit "
+            f"bench/results/.")
 
 
 def matmul_gflops(batch: int = 128, n_in: int = 784, n_out: int = 256, seconds: float = 2.0) -> float:
@@ -63,26 +93,38 @@ def torchvision_mnist(folder: Path):
     return datasets.MNIST(str(folder), train=True, download=False, transform=transforms.ToTensor())
 
 
-def reference_loop(config: vaelib.VAEConfig, splits: Splits, train_idx, epochs: int) -> tuple[pd.DataFrame, nn.Module]:
-    """The tutorial loop: Dataset + DataLoader, per-batch .item(), sum-reduced loss, plain Adam."""
+def reference_loop(config: vaelib.VAEConfig, splits: Splits, train_idx, epochs: int, data: str = "dataloader",
+                   fused: bool = False, sync_every_batch: bool = True) -> tuple[pd.DataFrame, nn.Module]:
+    """The tutorial loop: Dataset + DataLoader, per-batch .item(), sum-reduced loss, plain Adam, constant LR.
+
+    The switches turn it, one thing at a time, into vaelib.fit's loop: data="tensor" takes batches as
+    index slices of the preloaded training tensor, fused=True uses the fused Adam kernel, and
+    sync_every_batch=False sums the losses on the device and reads them once per epoch.
+    """
     from torch.utils.data import DataLoader, Subset
 
     with tempfile.TemporaryDirectory() as tmp:
-        loader = DataLoader(Subset(torchvision_mnist(Path(tmp)), train_idx), batch_size=config.batch_size, shuffle=True)
+        if data == "dataloader":
+            loader = DataLoader(Subset(torchvision_mnist(Path(tmp)), train_idx), batch_size=config.batch_size,
+                                shuffle=True)
+        else:
+            images = splits.train.images
+            loader = _TensorBatches(images, config.batch_size)
         model = vaelib.build_model(config)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=fused or None)
         torch.manual_seed(config.seed)
         rows, best, best_state = [], math.inf, None
         for epoch in range(1, epochs + 1):
-            tic, total = time.perf_counter(), 0.0
+            tic, total = time.perf_counter(), torch.zeros(())
             model.train()
             for x, _ in loader:
                 optimizer.zero_grad()
                 out = model(x)
                 loss = vaelib.vae_loss(out.logits, x.view(len(x), -1), out.mu, out.logvar).loss.sum()
                 loss.backward()
-                total += loss.item()
+                total += loss.item() if sync_every_batch else loss.detach()
                 optimizer.step()
+            total.item()
             train_seconds = time.perf_counter() - tic
             val = vaelib.evaluate(model, splits.val.images)
             rows.append({"epoch": epoch, "val_neg_elbo": val["neg_elbo"], "train_seconds": train_seconds,
@@ -91,6 +133,18 @@ def reference_loop(config: vaelib.VAEConfig, splits: Splits, train_idx, epochs: 
                 best, best_state = val["neg_elbo"], copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
     return pd.DataFrame(rows), model.eval()
+
+
+class _TensorBatches:
+    """Shuffled (images, None) batches as index slices of one preloaded tensor."""
+
+    def __init__(self, images: torch.Tensor, batch_size: int):
+        self.images, self.batch_size = images, batch_size
+
+    def __iter__(self):
+        perm = torch.randperm(len(self.images))
+        for start in range(0, len(perm), self.batch_size):
+            yield self.images[perm[start:start + self.batch_size]], None
 
 
 def vaelib_fit(config: vaelib.VAEConfig, splits: Splits) -> tuple[pd.DataFrame, nn.Module]:
@@ -102,8 +156,11 @@ def vaelib_fit(config: vaelib.VAEConfig, splits: Splits) -> tuple[pd.DataFrame, 
 
 
 def summarise(name: str, config, history: pd.DataFrame, model, splits: Splits, n_train: int,
-              gflops: float, target: float | None) -> dict:
-    """One table row: speed, efficiency and validation-selected quality of one trainer."""
+              gflops: float, target: float | None, scheduler: str | None = None) -> dict:
+    """One table row: speed, efficiency and validation-selected quality of one trainer.
+
+    `scheduler` names the learning-rate schedule the trainer really ran (default: config.scheduler).
+    """
     per_epoch = history["train_seconds"].mean()
     images_per_s = n_train / per_epoch
     elapsed = history["seconds"].cumsum()
@@ -111,7 +168,7 @@ def summarise(name: str, config, history: pd.DataFrame, model, splits: Splits, n
     return {
         "trainer": name, "hidden_dims": "-".join(map(str, config.hidden_dims)), "latent_dim": config.latent_dim,
         "batch_norm": config.batch_norm,
-        "dropout": config.dropout, "scheduler": config.scheduler, "epochs": len(history),
+        "dropout": config.dropout, "scheduler": scheduler or config.scheduler, "epochs": len(history),
         "s_per_epoch": per_epoch, "images_per_s": images_per_s,
         "matmul_fraction": images_per_s * vaelib.train_flops_per_image(model) / 1e9 / gflops,
         "wall_s": elapsed.iloc[-1], "best_val_neg_elbo": history["val_neg_elbo"].min(),
@@ -123,58 +180,131 @@ def summarise(name: str, config, history: pd.DataFrame, model, splits: Splits, n
 def markdown(table: pd.DataFrame) -> str:
     """The results as a Markdown table with ratios to the reference row."""
     ref = table.iloc[0]
-    lines = ["| trainer | hidden | latent | epochs | s/epoch | images/s | × ref | matmul use | test −ELBO | time to ref. quality | ÷ ref wall |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| trainer | hidden | latent | LR schedule | epochs | s/epoch | images/s | × ref | matmul use | test −ELBO "
+             "| time to ref. quality | ÷ ref wall |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for _, r in table.iterrows():
         reached = math.isfinite(r.time_to_target_s)
-        lines.append(f"| {r.trainer} | {r.hidden_dims} | {r.latent_dim} | {r.epochs} | {r.s_per_epoch:.2f} | {r.images_per_s:,.0f} | "
+        lines.append(f"| {r.trainer} | {r.hidden_dims} | {r.latent_dim} | {r.scheduler} | {r.epochs} | {r.s_per_epoch:.2f} | "
+                     f"{r.images_per_s:,.0f} | "
                      f"{r.images_per_s / ref.images_per_s:.2f} | {r.matmul_fraction:.0%} | {r.test_neg_elbo:.2f} | "
                      + (f"{r.time_to_target_s:.1f} s | {r.time_to_target_s / ref.wall_s:.2f} |" if reached else "not reached | – |"))
     return "\n".join(lines)
 
 
+ABLATIONS = [  # one change at a time, from the reference loop towards vaelib.fit's loop
+    ("(a) reference loop: DataLoader + ToTensor per image, Adam, .item() per batch", {}),
+    ("(b) + batches sliced from one preloaded tensor", dict(data="tensor")),
+    ("(c) + fused Adam", dict(data="tensor", fused=True)),
+    ("(d) + losses summed on the device, read once per epoch", dict(data="tensor", fused=True, sync_every_batch=False)),
+]
+
+
+def load(subset: int) -> tuple[Splits, object]:
+    """The MNIST splits and the training indices into the 60k training file (both cut to `subset` if > 0)."""
+    splits = vaelib.load_mnist()
+    train_idx, _ = split_indices(len(splits.train) + len(splits.val), len(splits.val))
+    if subset:
+        train_idx = train_idx[:subset]
+        splits = Splits(Split(splits.train.images[:subset], splits.train.labels[:subset]),
+                        splits.val, splits.test, splits.fingerprint)
+    return splits, train_idx
+
+
+def _isolated(job: dict) -> dict:
+    """One ablation row, in a fresh process whose threads start with the requested denormal setting."""
+    torch.set_flush_denormal(job["flush"])  # before the first parallel op creates the thread pool
+    torch.set_num_threads(job["threads"])
+    splits, train_idx = load(job["subset"])
+    if job["kind"] == "loop":
+        config = vaelib.VAEConfig(epochs=job["epochs"], scheduler="none", early_stopping=0, device="cpu")
+        history, _ = reference_loop(config, splits, train_idx, job["epochs"], **job["switches"])
+    else:  # a trained recipe model trained on for a few epochs at a small constant learning rate
+        config = vaelib.VAEConfig.recommended(epochs=job["epochs"], scheduler="none", lr=1e-4, device="cpu")
+        model = vaelib.VAE(config)
+        model.load_state_dict(torch.load(job["weights"], weights_only=True))
+        history = vaelib.fit(model, splits, config, progress=False).history
+    return {"change": job["name"], "epochs": job["epochs"], "flush_denormal": job["flush"],
+            "s_per_epoch": history["train_seconds"].mean(), "images_per_s": len(train_idx) / history["train_seconds"].mean()}
+
+
+def run_isolated(jobs: list[dict]) -> pd.DataFrame:
+    """Each job in its own spawned process, one after another (nothing else runs meanwhile)."""
+    rows = []
+    for job in jobs:
+        print(f"ablation: {job['name']}", flush=True)
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            rows.append(pool.apply(_isolated, (job,)))
+    return pd.DataFrame(rows)
+
+
+def ablation_markdown(table: pd.DataFrame) -> str:
+    """The ablation rows with the speed-up of each row over the row before it."""
+    lines = ["| change | denormals flushed | epochs | s/epoch | images/s | × row before |", "|---|---|---|---|---|---|"]
+    for i, r in table.iterrows():
+        before = table.images_per_s.iloc[i - 1] if i else math.nan
+        ratio = f"{r.images_per_s / before:.2f}" if i else "–"
+        lines.append(f"| {r.change} | {'yes' if r.flush_denormal else 'no'} | {r.epochs} | {r.s_per_epoch:.2f} | "
+                     f"{r.images_per_s:,.0f} | {ratio} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> pd.DataFrame:
-    """Run the four trainers and write the CSV/JSON; returns the table."""
+    """Run the trainers and the ablations and write the CSVs and the JSON; returns the main table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=20, help="epochs for (1) and (2)")
-    parser.add_argument("--recipe-epochs", type=int, default=60, help="epochs for (3) and (4)")
+    parser.add_argument("--epochs", type=int, default=20, help="epochs for (1) to (3)")
+    parser.add_argument("--recipe-epochs", type=int, default=60, help="epochs for (4) and (5)")
+    parser.add_argument("--ablation-epochs", type=int, default=3, help="epochs per ablation row")
     parser.add_argument("--subset", type=int, default=0, help="train on only this many images (smoke test)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
-    splits = vaelib.load_mnist()
-    train_idx, _ = split_indices(len(splits.train) + len(splits.val), len(splits.val))
-    if args.subset:
-        train_idx = train_idx[:args.subset]
-        splits = Splits(Split(splits.train.images[:args.subset], splits.train.labels[:args.subset]),
-                        splits.val, splits.test, splits.fingerprint)
+    splits, train_idx = load(args.subset)
     gflops = matmul_gflops()
     seed = vaelib.VAEConfig(epochs=args.epochs, early_stopping=0, device="cpu")
-    runs = [("(1) reference loop", seed, lambda: reference_loop(seed, splits, train_idx, args.epochs)),
-            ("(2) vaelib.fit, seed config", seed, lambda: vaelib_fit(seed, splits))]
+    constant = seed.replace(scheduler="none")
+    runs = [("(1) reference loop", constant, "none", lambda: reference_loop(constant, splits, train_idx, args.epochs)),
+            ("(2) vaelib.fit, seed config, same constant LR", constant, "none", lambda: vaelib_fit(constant, splits)),
+            ("(3) vaelib.fit, seed config", seed, seed.scheduler, lambda: vaelib_fit(seed, splits))]
     for latent in (2, 20):
         recipe = vaelib.VAEConfig.recommended(latent_dim=latent, epochs=args.recipe_epochs, device="cpu")
-        runs.append((f"({len(runs) + 1}) vaelib.fit, recommended", recipe, lambda r=recipe: vaelib_fit(r, splits)))
-    rows, target = [], None
-    for name, config, run in runs:
+        runs.append((f"({len(runs) + 1}) vaelib.fit, recommended", recipe, recipe.scheduler,
+                     lambda r=recipe: vaelib_fit(r, splits)))
+    rows, target, trained = [], None, {}
+    for name, config, scheduler, run in runs:
         print(f"running {name} (latent {config.latent_dim}, {config.epochs} epochs)", flush=True)
         history, model = run()
+        trained[name] = model
         if target is None:
             target = history["val_neg_elbo"].min()  # the quality the reference reaches in its epochs
-        rows.append(summarise(name, config, history, model, splits, len(train_idx), gflops, target))
+        rows.append(summarise(name, config, history, model, splits, len(train_idx), gflops, target, scheduler))
     table = pd.DataFrame(rows)
+
+    threads = torch.get_num_threads()
+    jobs = [dict(kind="loop", name=name, switches=switches, flush=True) for name, switches in ABLATIONS]
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(tmp) / "recipe.pt"
+        torch.save(trained[runs[3][0]].state_dict(), weights)
+        jobs += [dict(kind="trained", name="(e) trained recipe model (latent 2), denormals flushed", flush=True),
+                 dict(kind="trained", name="(f) the same, denormals kept", flush=False)]
+        for job in jobs:
+            job.update(epochs=args.ablation_epochs, subset=args.subset, threads=threads, weights=str(weights))
+        ablation = run_isolated(jobs)
+
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / "train_speed.csv", index=False)
+    ablation.to_csv(args.out / "train_speed_ablation.csv", index=False)
     machine = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "processor": cpu_name(),
-               "cores": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
+               "cores": threads, "torch": torch.__version__, "python": platform.python_version(),
                "matmul_gflops": gflops, "matmul_shape": "(128, 784) @ (784, 256), float32",
                "flop_per_image_seed": vaelib.train_flops_per_image(vaelib.VAE(seed)), "target_val_neg_elbo": target,
-               "train_images": len(train_idx), "command": "python bench/train_speed.py"}
+               "train_images": len(train_idx), "command": "python bench/train_speed.py", "code_hash": code_hash()}
     (args.out / "train_speed.json").write_text(json.dumps(machine, indent=2))
     print(f"\nmatmul: {gflops:.1f} GFLOP/s on {machine['processor']} ({machine['cores']} threads); "
           f"target = reference's best validation −ELBO = {target:.2f}\n")
     print(markdown(table))
+    print()
+    print(ablation_markdown(ablation))
     return table
 
 

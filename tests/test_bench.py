@@ -1,33 +1,55 @@
 """The benchmark script runs end to end (tiny settings; its timings are not checked here)."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "train_speed.py"
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("train_speed", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_bench(monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # the ablation rows run in spawned processes that import it
+    import train_speed
+
+    return train_speed
 
 
-def test_benchmark_smoke_run_writes_its_table(tmp_path, capsys):
-    bench = load_bench()
-    table = bench.main(["--epochs", "1", "--recipe-epochs", "1", "--subset", "1000", "--out", str(tmp_path)])
+def test_benchmark_smoke_run_writes_its_tables_and_stamp(tmp_path, capsys, monkeypatch):
+    bench = load_bench(monkeypatch)
+    table = bench.main(["--epochs", "1", "--recipe-epochs", "1", "--ablation-epochs", "1", "--subset", "1000",
+                        "--out", str(tmp_path)])
     printed = capsys.readouterr().out
     csv = pd.read_csv(tmp_path / "train_speed.csv")
-    assert list(csv["trainer"]) == ["(1) reference loop", "(2) vaelib.fit, seed config",
-                                    "(3) vaelib.fit, recommended", "(4) vaelib.fit, recommended"]
-    assert list(csv["latent_dim"]) == [2, 2, 2, 20]
-    assert list(csv["hidden_dims"]) == ["256-128"] * 2 + ["-".join(map(str, bench.vaelib.VAEConfig.recommended().hidden_dims))] * 2
+    assert list(csv["trainer"]) == ["(1) reference loop", "(2) vaelib.fit, seed config, same constant LR",
+                                    "(3) vaelib.fit, seed config", "(4) vaelib.fit, recommended",
+                                    "(5) vaelib.fit, recommended"]
+    assert list(csv["latent_dim"]) == [2, 2, 2, 2, 20]
+    assert list(csv["scheduler"]) == ["none", "none", "plateau", "cosine", "cosine"]  # what each really ran
+    recipe = "-".join(map(str, bench.vaelib.VAEConfig.recommended().hidden_dims))
+    assert list(csv["hidden_dims"]) == ["256-128"] * 3 + [recipe] * 2
     assert (csv["images_per_s"] > 0).all() and (csv["test_neg_elbo"] > 0).all()
     assert csv.loc[0, "time_to_target_s"] == csv.loc[0, "wall_s"]  # one epoch: the reference reaches its own best
     assert bench.markdown(table) in printed
-    assert (tmp_path / "train_speed.json").exists()
+    ablation = pd.read_csv(tmp_path / "train_speed_ablation.csv")
+    assert len(ablation) == len(bench.ABLATIONS) + 2 and (ablation["images_per_s"] > 0).all()
+    assert list(ablation["flush_denormal"]) == [True] * (len(ablation) - 1) + [False]
+    assert bench.ablation_markdown(ablation) in printed
+    machine = json.loads((tmp_path / "train_speed.json").read_text())
+    bench.check_fresh(machine)  # just measured: fresh
+
+
+def test_results_measured_with_other_training_code_are_refused(monkeypatch):
+    bench = load_bench(monkeypatch)
+    with pytest.raises(RuntimeError, match="stale.*make bench"):
+        bench.check_fresh({"code_hash": "0" * 16, "torch": "1.0"})
+
+
+def test_the_committed_results_match_this_checkout(monkeypatch):
+    bench = load_bench(monkeypatch)
+    bench.check_fresh(json.loads((SCRIPT.parent / "results" / "train_speed.json").read_text()))
 
 
 def test_parallel_benchmark_smoke_run_writes_its_table(tmp_path, capsys):

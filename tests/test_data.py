@@ -78,6 +78,14 @@ def test_fashion_mnist_test_split_loads_as_a_split(mnist):
     assert not torch.equal(fashion.images, mnist.test.images)
 
 
+def test_fashion_mnist_has_its_own_training_validation_and_test_splits(mnist):
+    fashion = vaelib.load_mnist(name="FashionMNIST")
+    assert (len(fashion.train), len(fashion.val), len(fashion.test)) == (55_000, 5_000, 10_000)
+    assert fashion.fingerprint != mnist.fingerprint
+    assert torch.equal(fashion.test.images, vaelib.data.load_test("FashionMNIST").images)  # scored on its test split
+    assert not torch.equal(fashion.train.images[:100], mnist.train.images[:100])
+
+
 def test_without_labels_refuses_an_unknown_class(mnist):
     with pytest.raises(ValueError, match="present in the training labels"):
         vaelib.data.without_labels(mnist, [11])

@@ -56,9 +56,19 @@ def test_gradients_flow_to_mu_and_logvar():
     torch.testing.assert_close(logvar.grad, 2 * z.detach() * 0.5 * sigma * eps)  # dz/dlogvar = sigma eps / 2
 
 
-def test_samples_are_images_in_unit_range():
-    x = VAE().eval().sample(8, generator=torch.Generator().manual_seed(0))
-    assert x.shape == (8, 1, 28, 28) and 0 <= x.min() and x.max() <= 1
+def test_mean_images_are_grey_and_samples_are_bernoulli_draws_from_them():
+    model = VAE().eval()
+    with torch.no_grad():  # pixel means spread over (0, 1) instead of all near 0.5
+        model.to_logits.bias.copy_(torch.linspace(-4, 4, 784))
+    means = torch.cat([model.mean_images(8, torch.Generator().manual_seed(s)) for s in range(50)])
+    draws = torch.cat([model.sample(8, torch.Generator().manual_seed(s)) for s in range(50)])
+    assert means.shape == draws.shape == (400, 1, 28, 28) and 0 < means.min() and means.max() < 1
+    assert set(draws.unique().tolist()) == {0.0, 1.0}  # a draw from p(x|z) is black and white
+    # same generator state -> same codes: each draw is Bernoulli(its own mean image)
+    se = (means * (1 - means)).sum().sqrt() / means.numel()
+    assert abs((draws - means).mean()) < 4 * se
+    dark, light = means < 0.1, means > 0.9
+    assert draws[dark].mean() < 0.1 and draws[light].mean() > 0.9
 
 
 def test_training_flops_match_pytorchs_own_count():

@@ -8,7 +8,7 @@ import torch as _torch
 # them, so it is set here, before PyTorch starts its intra-op thread pool. No-op where unsupported.
 _torch.set_flush_denormal(True)
 
-from . import anomaly, book, explorer, toy
+from . import anomaly, book, compare, explorer, toy
 from .anomaly import auroc, roc_curve
 from .cache import build_model, default_cache_dir, load_run, run_dir_for, train_or_load
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -21,7 +21,7 @@ from .latent import (interpolate, knn_accuracy, knn_predict, latent_means, neare
 from .losses import LossTerms, bernoulli_nll, free_bits_kl, gaussian_kl, vae_loss
 from .model import VAE, VAEOutput, count_parameters, reparameterize, train_flops_per_image
 from .notebook import layer_table, show_source
-from .plots import (plot_image_rows, plot_latent_scatter, plot_manifold, plot_reconstructions, plot_samples,
+from .plots import (plot_image_rows, plot_latent_scatter, plot_manifold, plot_generated, plot_reconstructions,
                     plot_training_curves, show_images)
 from .repro import seed_everything
 from .train import FitResult, TrainingDivergedError, fit

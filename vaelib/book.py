@@ -19,11 +19,13 @@ import torch
 
 from .cache import run_dir_for, train_or_load
 from .config import VAEConfig
-from .data import Splits, load_mnist, load_test_splits, without_labels
+from .data import Splits, load_mnist, without_labels
 
+SEEDS = (0, 1, 2)  # every comparison of designs trains each one with these seeds and shows mean ± sd
 SEED = VAEConfig(epochs=30)  # the design the book grew from (BN + dropout, plateau LR), 30 epochs
 RECIPE = VAEConfig.recommended()  # the book's recipe at latent 2 (see the appendix "How fast is this?")
-LATENT_SIZES = (2, 10, 20)  # the latent sizes the training and latent-space chapters compare
+LATENT_SIZES = (2, 10, 20)  # the latent sizes the training and latent-space chapters compare (short budget)
+RECIPE_LATENTS = (2, 20)  # the latent sizes of the full-budget recipe models later chapters load
 SHORT_EPOCHS = 12  # the later chapters' many models train for a fifth of the recipe's epochs
 BETAS = (0.1, 0.5, 1.0, 2.0, 4.0, 8.0)  # the beta-VAE chapter's sweep
 SWEEP_LATENT = 10  # latent size of the sweep: room for some dimensions to switch off
@@ -32,11 +34,20 @@ FREE_BITS = 0.5  # nats per dimension the free-bits mitigation leaves free
 KL_WARMUP = SHORT_EPOCHS // 2  # epochs of the KL warm-up mitigation (half the run)
 HELD_OUT_DIGIT = 8  # the applications chapter trains a model that never saw this digit
 CONDITIONAL_LATENT = 2  # the conditional VAE's z only has to carry style
-CEILINGS = {2: 140.0, 20: 100.0}  # test -ELBO the recipe must reach at these latent sizes within the book's budget
 LEAK_IMAGES = 2000  # the training chapter's leak demonstration overfits this many training images ...
 LEAK_EPOCHS = 80  # ... for this many epochs at a constant learning rate
+LEAK_SET = 500  # test images per evaluation set in the leak demonstration
 IWAE_SAMPLES = (1, 10, 100, 1000)  # the evaluation chapter's importance-sample counts k
 IWAE_IMAGES = 1000  # test images the chapter's IWAE estimates average over
+GAP_SAMPLES = 100  # importance samples per image when the ELBO gap is compared across seeds
+MIXED_IMAGES = 10_000  # the architecture chapter trains on this many images with mixed loss reductions ...
+MIXED_EPOCHS = 3  # ... for this many epochs
+KNN_K = 5  # neighbours that vote in the k-NN classifiers on latent codes
+JUDGED_PER_DIGIT = 500  # conditional samples per requested digit that the k-NN judge classifies
+MEMORY_SAMPLES = 1000  # generated images checked for memorisation in the latent-space chapter
+TRAVERSAL_LIMIT = 2.5  # the beta-VAE chapter's traversals sweep -LIMIT..LIMIT prior standard deviations ...
+TRAVERSAL_STEPS = 9  # ... in this many steps
+SCATTER_LIMIT = 4.0  # axis range of the beta-VAE chapter's latent scatter plots
 COLLAPSED_KL = 0.01  # nats: a latent dimension with less KL than this carries (almost) nothing
 
 
@@ -45,9 +56,11 @@ def recipe(latent_dim: int = 2, **changes) -> VAEConfig:
     return RECIPE.replace(latent_dim=latent_dim, **changes)
 
 
-def ablation(batch_norm: bool, dropout: bool) -> VAEConfig:
-    """The seed design with batch norm and/or dropout switched off (the architecture chapter)."""
-    return SEED.replace(batch_norm=batch_norm, dropout=SEED.dropout if dropout else 0.0)
+def ablation(batch_norm: bool, dropout: bool, seed: int = 0) -> VAEConfig:
+    """The seed design with batch norm and/or dropout switched off, SHORT_EPOCHS epochs (the
+    architecture chapter's ablation)."""
+    return SEED.replace(batch_norm=batch_norm, dropout=SEED.dropout if dropout else 0.0, seed=seed,
+                        epochs=SHORT_EPOCHS)
 
 
 def beta_vae(beta: float, **changes) -> VAEConfig:
@@ -55,28 +68,28 @@ def beta_vae(beta: float, **changes) -> VAEConfig:
     return recipe(SWEEP_LATENT, epochs=SHORT_EPOCHS, beta=float(beta), **changes)
 
 
-def mitigated(method: str) -> VAEConfig:
+def mitigated(method: str, seed: int = 0) -> VAEConfig:
     """The sweep's COLLAPSE_BETA model trained with a collapse mitigation: "free_bits" or "kl_warmup"."""
     if method == "free_bits":
-        return beta_vae(COLLAPSE_BETA, free_bits=FREE_BITS)
+        return beta_vae(COLLAPSE_BETA, free_bits=FREE_BITS, seed=seed)
     if method == "kl_warmup":
-        return beta_vae(COLLAPSE_BETA, kl_warmup=KL_WARMUP)
+        return beta_vae(COLLAPSE_BETA, kl_warmup=KL_WARMUP, seed=seed)
     raise ValueError(f"method must be 'free_bits' or 'kl_warmup'; got {method!r}")
 
 
-def conditional() -> VAEConfig:
+def conditional(seed: int = 0) -> VAEConfig:
     """The conditional VAE of the applications chapter (labels in, latent CONDITIONAL_LATENT)."""
-    return recipe(CONDITIONAL_LATENT, epochs=SHORT_EPOCHS, num_classes=10)
+    return recipe(CONDITIONAL_LATENT, epochs=SHORT_EPOCHS, num_classes=10, seed=seed)
 
 
-def held_out() -> VAEConfig:
+def held_out(seed: int = 0) -> VAEConfig:
     """The applications chapter's latent-20 model at the short budget: trained without HELD_OUT_DIGIT
     (see `BookModel.exclude`) and, as the control, on every digit."""
-    return recipe(20, epochs=SHORT_EPOCHS)
+    return recipe(20, epochs=SHORT_EPOCHS, seed=seed)
 
 
 def fashion() -> VAEConfig:
-    """A model of Fashion-MNIST (trained on 8k of its test images) for the reverse anomaly test."""
+    """A model of Fashion-MNIST (its own training split) for the reverse anomaly test."""
     return recipe(20, epochs=SHORT_EPOCHS)
 
 
@@ -87,34 +100,39 @@ class BookModel:
     name: str
     config: VAEConfig
     exclude: tuple[int, ...] = ()
-    dataset: str = "MNIST"  # or "FashionMNIST": carved from that dataset's test images (load_test_splits)
+    dataset: str = "MNIST"  # or "FashionMNIST", split the same way (train / validation / test)
 
     def splits(self, mnist: Splits | None = None) -> Splits:
         """The data this model trains on (`mnist`: the full MNIST splits, if already loaded)."""
         if self.dataset != "MNIST":
-            return load_test_splits(self.dataset)
+            return load_mnist(self.config.val_size, name=self.dataset)
         mnist = mnist if mnist is not None else load_mnist(self.config.val_size)
         return without_labels(mnist, self.exclude) if self.exclude else mnist
 
     @property
     def cost(self) -> float:
         """Rough training time in full-MNIST recipe epochs (batch norm and dropout cost ~1.4x)."""
-        size = 1.0 if self.dataset == "MNIST" else 0.15
-        return size * self.config.epochs * (1.4 if self.config.batch_norm or self.config.dropout else 1.0)
+        return self.config.epochs * (1.4 if self.config.batch_norm or self.config.dropout else 1.0)
 
 
 def models() -> list[BookModel]:
     """Every cached model the chapters load, in the order the book first uses them."""
     entries = [BookModel("seed", SEED)]
-    entries += [BookModel(f"ablation-bn{int(bn)}-dropout{int(do)}", ablation(bn, do))
-                for bn, do in ((True, False), (False, True), (False, False))]
-    entries += [BookModel(f"recipe-latent{n}", recipe(n)) for n in LATENT_SIZES]
-    entries += [BookModel(f"beta{b:g}", beta_vae(b)) for b in BETAS]
-    entries += [BookModel("free-bits", mitigated("free_bits")), BookModel("kl-warmup", mitigated("kl_warmup")),
-                BookModel("conditional", conditional()),
-                BookModel(f"without-{HELD_OUT_DIGIT}", held_out(), (HELD_OUT_DIGIT,)),
-                BookModel("all-digits-short", held_out()),  # the same budget, every digit: the control
-                BookModel("fashion", fashion(), dataset="FashionMNIST")]
+    entries += [BookModel(f"ablation-bn{int(bn)}-dropout{int(do)}-seed{s}", ablation(bn, do, s))
+                for s in SEEDS for bn, do in ((True, True), (True, False), (False, True), (False, False))]
+    entries += [BookModel(f"recipe-latent{n}", recipe(n)) for n in RECIPE_LATENTS]
+    # the latent sizes compared at the short budget; latent SWEEP_LATENT and 20 come from the sweep and
+    # the held-out control below (the same configs, so the same cached models)
+    entries += [BookModel(f"recipe-latent{n}-short-seed{s}", recipe(n, epochs=SHORT_EPOCHS, seed=s))
+                for n in LATENT_SIZES if n not in (SWEEP_LATENT, 20) for s in SEEDS]
+    entries += [BookModel(f"beta{b:g}-seed{s}", beta_vae(b, seed=s)) for b in BETAS for s in SEEDS]
+    entries += [BookModel(f"{m.replace('_', '-')}-seed{s}", mitigated(m, s))
+                for m in ("free_bits", "kl_warmup") for s in SEEDS]
+    entries += [BookModel(f"conditional-seed{s}", conditional(s)) for s in SEEDS]
+    for s in SEEDS:
+        entries += [BookModel(f"without-{HELD_OUT_DIGIT}-seed{s}", held_out(s), (HELD_OUT_DIGIT,)),
+                    BookModel(f"all-digits-short-seed{s}", held_out(s))]  # same budget, every digit: the control
+    entries += [BookModel("fashion", fashion(), dataset="FashionMNIST")]
     return entries
 
 

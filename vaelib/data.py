@@ -196,24 +196,6 @@ def load_test(name: str = "FashionMNIST", root: str | Path | None = None, device
     return to_split(*load_split("test", name, root), device=device)
 
 
-def load_test_splits(name: str = "FashionMNIST", val_size: int = 1000, test_size: int = 1000,
-                     root: str | Path | None = None, device="cpu") -> Splits:
-    """Train / validation / test splits carved from a dataset's 10k test images alone.
-
-    For a quick model of a second dataset (e.g. Fashion-MNIST, whose training split the book does not
-    need) that is still scored on images it never saw. The carving is fixed by SPLIT_SEED.
-    """
-    images, labels = load_split("test", name, root)
-    if not (val_size >= 1 and test_size >= 1 and val_size + test_size < len(images)):
-        raise ValueError(f"val_size and test_size must be >= 1 and leave training images out of {len(images)}; "
-                         f"got {val_size} and {test_size}")
-    perm = np.random.default_rng(SPLIT_SEED).permutation(len(images))
-    val_idx, test_idx, train_idx = perm[:val_size], perm[val_size:val_size + test_size], perm[val_size + test_size:]
-    return Splits(to_split(images[train_idx], labels[train_idx], device), to_split(images[val_idx], labels[val_idx], device),
-                  to_split(images[test_idx], labels[test_idx], device),
-                  fingerprint=fingerprint(images, labels, extra=f"{name}-test/{val_size}/{test_size}/{SPLIT_SEED}"))
-
-
 def without_labels(splits: Splits, excluded) -> Splits:
     """The same splits with some classes removed from train and validation (test keeps them all).
 

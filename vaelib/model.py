@@ -104,7 +104,10 @@ class VAE(nn.Module):
         return self.to_logits(self.decoder(self.with_labels(z, labels)))
 
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """z (B, L) [, labels (B,)] -> images (B, C, H, W): the Bernoulli means sigmoid(logits) in [0, 1]."""
+        """z (B, L) [, labels (B,)] -> the decoder's mean images E[x | z] = sigmoid(logits), (B, C, H, W).
+
+        A mean image is not a sample: `sample` draws x ~ p(x | z) from it.
+        """
         return torch.sigmoid(self.decode_logits(z, labels)).reshape(len(z), *self.config.input_shape)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None,
@@ -115,12 +118,23 @@ class VAE(nn.Module):
         return VAEOutput(self.decode_logits(z, labels), mu, logvar, z)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None,
-               labels: torch.Tensor | None = None) -> torch.Tensor:
-        """n images (n, C, H, W) decoded from z ~ N(0, I) [given labels (n,) for a conditional model]."""
+    def mean_images(self, n: int, generator: torch.Generator | None = None,
+                    labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Decoder means (n, C, H, W) of n codes z ~ N(0, I) [given labels (n,) for a conditional model]."""
         device = next(self.parameters()).device
         z = torch.randn(n, self.config.latent_dim, generator=generator, device=device)
         return self.decode(z, labels)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               labels: torch.Tensor | None = None) -> torch.Tensor:
+        """n images (n, C, H, W) drawn from the model: z ~ N(0, I), then every pixel x ~ Bernoulli(mean).
+
+        The draws are black-and-white; with the same generator state they use the same codes z as
+        `mean_images`, so the two can be shown side by side.
+        """
+        means = self.mean_images(n, generator, labels)
+        return torch.bernoulli(means, generator=generator)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -13,6 +13,18 @@ def show_source(*objects):
     return Code("\n\n".join(textwrap.dedent(inspect.getsource(o)) for o in objects), language="python")
 
 
+def glue(name: str, value) -> None:
+    """Hand a computed value to the book's prose, where {glue:text}`name` prints it (myst-nb).
+
+    Outside a book build (Colab, plain Jupyter without myst-nb) there is no prose to fill: no-op.
+    """
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return
+    myst_glue(name, value, display=False)
+
+
 def layer_table(model, x):
     """One row per leaf module for one forward pass of x: name, type, output shape, parameters."""
     import pandas as pd

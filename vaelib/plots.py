@@ -57,12 +57,15 @@ def plot_reconstructions(model: VAE, images: torch.Tensor, n: int = 10) -> Figur
 
 
 @torch.no_grad()
-def plot_samples(model: VAE, n: int = 50, ncols: int = 10, seed: int = 0) -> Figure:
-    """Decoder means for n draws z ~ N(0, I)."""
+def plot_generated(model: VAE, n: int = 40, ncols: int = 10, seed: int = 0) -> Figure:
+    """For n codes z ~ N(0, I): the decoder's mean images (left) and one draw x ~ p(x|z) each (right)."""
     model.eval()
-    generator = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, model.config.latent_dim, generator=generator).to(next(model.parameters()).device)
-    fig = show_images(model.decode(z), ncols=ncols)
+    means = model.mean_images(n, torch.Generator().manual_seed(seed))
+    draws = model.sample(n, torch.Generator().manual_seed(seed))  # the same codes z
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * ncols * 0.6, nrows * 0.6 + 0.4))
+    show_images(means, ncols=ncols, title="decoder means E[x | z]", ax=axes[0])
+    show_images(draws, ncols=ncols, title="draws x ~ p(x | z)", ax=axes[1])
     fig.tight_layout()
     return fig
 
