@@ -61,3 +61,37 @@ def test_parallel_benchmark_smoke_run_writes_its_table(tmp_path, capsys):
     assert list(csv["how"]) == ["one after another", "all at once"] and list(csv["processes"]) == [1, 2]
     assert csv.loc[0, "speedup"] == 1.0 and (csv["wall_s"] > 0).all()
     assert bench.markdown(table) in capsys.readouterr().out
+
+
+def load_search(monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import recipe_search
+
+    return recipe_search
+
+
+def fake_runs(scores: dict) -> pd.DataFrame:
+    return pd.DataFrame([{"candidate": name, "latent_dim": latent, "seed": seed, "val_neg_elbo": value, "train_s": 1.0}
+                         for (latent, name), values in scores.items() for seed, value in enumerate(values)])
+
+
+def test_search_adopts_only_what_wins_beyond_the_spread_at_both_sizes(monkeypatch):
+    search = load_search(monkeypatch)
+    runs = fake_runs({(20, "recipe"): [100.0, 100.5, 99.5], (20, "ELU"): [98.0, 98.1, 97.9],
+                      (20, "SiLU"): [99.4, 99.6, 99.5], (20, "lr 2e-3"): [98.0, 98.2, 97.8],
+                      (2, "recipe"): [140.0, 140.2, 139.8], (2, "ELU"): [143.0, 143.1, 142.9],
+                      (2, "lr 2e-3"): [139.9, 140.0, 140.1]})
+    table = search.summary(runs)
+    assert table.loc[(20, "SiLU"), "vs recipe"] == "within spread"  # 0.5 better, spread 0.5: no claim
+    assert table.loc[(2, "ELU"), "vs recipe"] == "worse"
+    assert search.winners(table) == ["lr 2e-3"]  # ELU wins at 20 but loses at 2
+
+
+def test_the_committed_search_describes_the_books_recipe(monkeypatch):
+    search = load_search(monkeypatch)
+    stamp = json.loads((SCRIPT.parent / "results" / "recipe_search.json").read_text())
+    search.check_fresh(stamp)
+    with pytest.raises(RuntimeError, match="does not describe vaelib.book.RECIPE"):
+        search.check_fresh({**stamp, "adopted": stamp["adopted"][:-1]})
+    runs = pd.read_csv(SCRIPT.parent / "results" / "recipe_search.csv")
+    assert search.winners(search.summary(runs)) == stamp["adopted"]

@@ -12,7 +12,7 @@ def test_every_book_model_is_distinct_and_named_once():
     assert len({e.name for e in entries}) == len(entries)
     assert len({(e.config.key(), e.exclude, e.dataset) for e in entries}) == len(entries)
     assert {book.beta_vae(b).key() for b in book.BETAS} <= {e.config.key() for e in entries}
-    assert book.ablation(batch_norm=True, dropout=True).replace(epochs=book.SEED.epochs) == book.SEED
+    assert book.SEED == book.ablation(batch_norm=True, dropout=True)  # ch. 1's model is one of the ablations
 
 
 def test_mitigation_names_are_checked():
