@@ -120,3 +120,9 @@ def test_posterior_stats_agree_with_torch_distributions():
     q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
     reference = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).mean(0)
     assert torch.allclose(means, mu) and torch.allclose(kl_per_dim, reference, atol=1e-5)
+
+
+
+def test_iwae_in_small_chunks_reaches_the_integrated_log_marginal_too(tiny_vae):
+    model, x = tiny_vae
+    assert torch.allclose(iwae_bound(model, x, k=20_000), log_marginal(model, x), atol=0.01)  # default blocks

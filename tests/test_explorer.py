@@ -153,3 +153,9 @@ def test_explorer_refuses_a_conditional_model_clearly():
     model = vaelib.VAE(vaelib.VAEConfig(num_classes=10))
     with pytest.raises(ValueError, match="conditional"):
         vaelib.explorer.decoder_layers(model)
+
+
+def test_explorer_refuses_a_decoder_whose_mean_is_not_a_sigmoid():
+    model = vaelib.VAE(vaelib.VAEConfig(likelihood="discretized_logistic"))
+    with pytest.raises(ValueError, match="likelihood is 'discretized_logistic'"):
+        vaelib.explorer.decoder_layers(model)

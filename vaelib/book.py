@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .cache import run_dir_for, train_or_load
-from .config import VAEConfig
+from .config import LIKELIHOODS, VAEConfig  # LIKELIHOODS: the likelihoods chapter compares all of them
 from .data import Splits, load_mnist, without_labels
 
 SEEDS = (0, 1, 2)  # every comparison of designs trains each one with these seeds and shows mean ± sd
@@ -49,6 +49,23 @@ TRAVERSAL_LIMIT = 2.5  # the beta-VAE chapter's traversals sweep -LIMIT..LIMIT p
 TRAVERSAL_STEPS = 9  # ... in this many steps
 SCATTER_LIMIT = 4.0  # axis range of the beta-VAE chapter's latent scatter plots
 COLLAPSED_KL = 0.01  # nats: a latent dimension with less KL than this carries (almost) nothing
+LIKELIHOOD_LATENT = 20  # the likelihoods chapter's models: the recipe at this latent size, short budget
+LOGISTIC_COMPONENTS = 2  # logistics mixed per pixel by the discretized-logistic models
+TARGET_BITS_PER_DIM = 1.55  # what the likelihoods chapter's best model must reach (IWAE) on 8-bit test digits
+# Published bits/dim on the 8-bit (dequantized) MNIST test set: (value, what the model is, bib key).
+# Flows' numbers as printed in FFJORD's Table 2 (Grathwohl et al., 2019), which lists Real NVP, Glow
+# and MAF on MNIST without saying who ran them; FFJORD's 0.99 is its multiscale model. i-ResNet from
+# its own paper (Behrmann et al., 2019).
+PUBLISHED_BITS_PER_DIM = {
+    "FFJORD (multiscale)": (0.99, "flow, FFJORD's Table 2", "grathwohl2019ffjord"),
+    "Glow": (1.05, "flow, FFJORD's Table 2", "kingma2018glow"),
+    "Real NVP": (1.06, "flow, FFJORD's Table 2", "dinh2017density"),
+    "i-ResNet": (1.06, "flow, its own paper", "behrmann2019invertible"),
+    "MAF": (1.89, "flow, FFJORD's Table 2", "papamakarios2017masked"),
+}
+EQUIVALENCE_IMAGES = 10_000  # the sigma-vs-beta run trains on this many images ...
+EQUIVALENCE_EPOCHS = 2  # ... for this many epochs
+EQUIVALENCE_ADAM_EPS = 1e-12  # ... once with this negligible Adam epsilon, once with the default
 
 
 def recipe(latent_dim: int = 2, **changes) -> VAEConfig:
@@ -86,6 +103,15 @@ def held_out(seed: int = 0) -> VAEConfig:
     return recipe(20, epochs=SHORT_EPOCHS, seed=seed)
 
 
+def likelihood_model(likelihood: str, seed: int = 0) -> VAEConfig:
+    """The likelihoods chapter's model with this p(x|z): the recipe at LIKELIHOOD_LATENT, short budget.
+
+    The Bernoulli one is the applications chapter's all-digits control (the same config).
+    """
+    components = LOGISTIC_COMPONENTS if likelihood == "discretized_logistic" else 1
+    return recipe(LIKELIHOOD_LATENT, epochs=SHORT_EPOCHS, likelihood=likelihood, components=components, seed=seed)
+
+
 def fashion() -> VAEConfig:
     """A model of Fashion-MNIST (its own training split) for the reverse anomaly test."""
     return recipe(20, epochs=SHORT_EPOCHS)
@@ -110,7 +136,10 @@ class BookModel:
     @property
     def cost(self) -> float:
         """Rough training time in full-MNIST recipe epochs (batch norm and dropout cost ~1.4x)."""
-        return self.config.epochs * (1.4 if self.config.batch_norm or self.config.dropout else 1.0)
+        per_epoch = 1.4 if self.config.batch_norm or self.config.dropout else 1.0
+        if self.config.likelihood != "bernoulli":  # wider output layers, dearer losses (~1.7x; 4x mixed)
+            per_epoch = 4.0 if self.config.components > 1 else 1.7
+        return self.config.epochs * per_epoch
 
 
 def models() -> list[BookModel]:
@@ -130,6 +159,8 @@ def models() -> list[BookModel]:
     for s in SEEDS:
         entries += [BookModel(f"without-{HELD_OUT_DIGIT}-seed{s}", held_out(s), (HELD_OUT_DIGIT,)),
                     BookModel(f"all-digits-short-seed{s}", held_out(s))]  # same budget, every digit: the control
+    entries += [BookModel(f"{name.replace('_', '-')}-seed{s}", likelihood_model(name, s))
+                for name in LIKELIHOODS if name != "bernoulli" for s in SEEDS]
     entries += [BookModel("fashion", fashion(), dataset="FashionMNIST")]
     return entries
 

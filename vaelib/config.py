@@ -13,6 +13,10 @@ import torch
 SCHEDULERS = ("plateau", "cosine", "none")
 ACTIVATIONS = ("relu", "elu", "silu")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian", "gaussian_learned", "discretized_logistic")
+# Fields added after models were cached enter the cache key only when they differ from these
+# defaults, so every model trained before they existed keeps its key.
+_KEYED_WHEN_CHANGED = {"likelihood": "bernoulli", "sigma": 0.1, "scale_floor": 1e-3, "components": 1}
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,10 @@ class VAEConfig:
     beta: float = 1.0  # weight on the KL term (1 = the ELBO, >1 = beta-VAE)
     kl_warmup: int = 0  # epochs over which the KL weight ramps linearly from 0 up to beta (0 = off)
     free_bits: float = 0.0  # nats per latent dimension of KL that cost nothing (0 = off)
+    likelihood: str = "bernoulli"  # p(x|z), one of LIKELIHOODS (see vaelib.likelihoods)
+    sigma: float = 0.1  # "gaussian": the fixed standard deviation of every pixel
+    scale_floor: float = 1e-3  # "gaussian_learned", "discretized_logistic": the smallest scale learned
+    components: int = 1  # "discretized_logistic": logistics mixed per pixel (PixelCNN++ style)
     # --- optimisation -------------------------------------------------------------
     lr: float = 1e-3  # Adam learning rate at the start
     batch_size: int = 128  # images per gradient step
@@ -89,6 +97,9 @@ class VAEConfig:
         """Stable hash of every field that changes the trained weights (not `device`)."""
         d = self.to_dict()
         d.pop("device")
+        for name, default in _KEYED_WHEN_CHANGED.items():
+            if d[name] == default:
+                del d[name]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -121,6 +132,16 @@ def _validate(c: VAEConfig) -> None:
            f"free_bits must be a finite number of nats >= 0 (0 = off); got {c.free_bits!r}")
     _check(isinstance(c.beta, (int, float)) and math.isfinite(c.beta) and c.beta >= 0,
            f"beta must be a finite number >= 0; got {c.beta!r}")
+    _check(c.likelihood in LIKELIHOODS, f"likelihood must be one of {LIKELIHOODS}; got {c.likelihood!r}")
+    _check(isinstance(c.sigma, (int, float)) and math.isfinite(c.sigma) and c.sigma > 0,
+           f"sigma (the fixed pixel standard deviation of likelihood='gaussian') must be > 0; got {c.sigma!r}")
+    _check(isinstance(c.scale_floor, (int, float)) and math.isfinite(c.scale_floor) and c.scale_floor > 0,
+           f"scale_floor (the smallest learned pixel scale) must be > 0; got {c.scale_floor!r}")
+    _check(_is_int(c.components) and c.components >= 1,
+           f"components (logistics per pixel) must be an integer >= 1; got {c.components!r}")
+    _check(c.components == 1 or c.likelihood == "discretized_logistic",
+           f"components > 1 mixes discretized logistics; it needs likelihood='discretized_logistic', "
+           f"not {c.likelihood!r}")
     _check(isinstance(c.lr, (int, float)) and math.isfinite(c.lr) and c.lr > 0,
            f"lr must be a finite number > 0; got {c.lr!r}")
     _check(_is_int(c.batch_size) and c.batch_size >= 2,

@@ -1,4 +1,5 @@
-"""Evaluation: the ELBO's terms, the importance-weighted bound on log p(x), and which latent units are used."""
+"""Evaluation: the ELBO's terms, the importance-weighted bound on log p(x), bits per dimension of
+8-bit images, and which latent units are used."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import math
 
 import torch
 
-from .losses import LossTerms, bernoulli_nll, gaussian_kl_per_dim, vae_loss
+from . import likelihoods
+from .losses import LOG_2PI, LossTerms, gaussian_kl_per_dim, vae_loss
 from .model import VAE
 
-LOG_2PI = math.log(2 * math.pi)
+IWAE_ROWS = 500  # decoder outputs scored at once by iwae_bound: larger blocks fall out of the CPU's caches
 
 
 def _batches(images: torch.Tensor, labels: torch.Tensor | None, batch_size: int, device):
@@ -24,17 +26,19 @@ def per_image_terms(model: VAE, images: torch.Tensor, beta: float = 1.0, batch_s
                     seed: int = 0, labels: torch.Tensor | None = None) -> LossTerms:
     """Loss, reconstruction and KL for every image (each (N,)), in eval mode, one z sample each.
 
-    The noise is drawn from a generator seeded with `seed`, so the numbers are repeatable.
-    `labels` (N,) are needed by a conditional model (config.num_classes > 0) and refused by others.
+    The noise (and the dequantization of a density's pixels) is drawn from a generator seeded with
+    `seed`, so the numbers are repeatable. `labels` (N,) are needed by a conditional model
+    (config.num_classes > 0) and refused by others.
     """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    parts = []
+    parts, nll = [], likelihoods.nll_function(model.config)
     for x, y in _batches(images, labels, batch_size, device):
+        x = likelihoods.prepare(model.config, model.flatten(x), generator)
         out = model(x, y, generator=generator)
-        parts.append(vae_loss(out.logits, model.flatten(x), out.mu, out.logvar, beta))
+        parts.append(vae_loss(out.logits, x, out.mu, out.logvar, beta, nll=nll))
     model.train(was_training)
     return LossTerms(*(torch.cat(t) for t in zip(*parts)))
 
@@ -48,7 +52,7 @@ def evaluate(model: VAE, images: torch.Tensor, beta: float = 1.0, batch_size: in
 
 
 def bernoulli_entropy_floor(images: torch.Tensor) -> torch.Tensor:
-    """The lowest reconstruction cost any decoder can reach: sum of pixel entropies, (N, ...) -> (N,).
+    """The lowest Bernoulli cross-entropy any decoder can reach: sum of pixel entropies, (N, ...) -> (N,).
 
     For a grey level x the Bernoulli cross-entropy -x log p - (1 - x) log(1 - p) is smallest at
     p = x, where it equals the entropy -x log x - (1 - x) log(1 - x) (0 for black or white pixels).
@@ -59,37 +63,74 @@ def bernoulli_entropy_floor(images: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def iwae_bound(model: VAE, images: torch.Tensor, k: int, labels: torch.Tensor | None = None,
-               batch_size: int = 100, chunk: int = 100, seed: int = 0) -> torch.Tensor:
-    """The importance-weighted bound on log p(x) with k samples from q(z|x), per image: (N, ...) -> (N,).
+               batch_size: int = 100, chunk: int | None = None, seed: int = 0,
+               likelihood: str | None = None) -> torch.Tensor:
+    """The importance-weighted bound with k samples from q(z|x), per image, in nats: (N, ...) -> (N,).
 
     log p_k(x) = log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x) (Burda et al., 2015).
-    k = 1 is a one-sample ELBO; the bound rises towards log p(x) as k grows. Pixels are scored
-    with the same Bernoulli cross-entropy as the ELBO, so the two are directly comparable.
+    k = 1 is a one-sample ELBO, and the bound rises towards log p(x) as k grows, provided p(x|z) is
+    normalised. The Bernoulli cross-entropy on grey pixels is not (`vaelib.losses.bernoulli_nll`):
+    for it the number bounds nothing, it is only comparable with the Bernoulli ELBO. The densities
+    score dequantized pixels (drawn from the seeded generator); `likelihood` scores the decoder's
+    outputs with another likelihood of the same shape (e.g. a Bernoulli decoder as a continuous
+    Bernoulli). Samples are drawn `chunk` per image at a time (default: about IWAE_ROWS decoder
+    rows per block).
     """
     if not (isinstance(k, int) and k >= 1):
         raise ValueError(f"k (importance samples per image) must be an integer >= 1; got {k!r}")
+    config = model.config if likelihood is None else model.config.replace(likelihood=likelihood)
+    if likelihoods.params_per_pixel(config) != likelihoods.params_per_pixel(model.config):
+        raise ValueError(f"A {model.config.likelihood!r} decoder cannot be scored as {config.likelihood!r}: "
+                         "their decoders emit different numbers of outputs per pixel.")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     bounds = []
     for x, y in _batches(images, labels, batch_size, device):
-        x = model.flatten(x)
+        x = likelihoods.prepare(config, model.flatten(x), generator)
         mu, logvar = model.encode(x, y)
         std = torch.exp(0.5 * logvar)
-        log_w = []
-        for done in range(0, k, chunk):
-            n = min(chunk, k - done)
+        log_w, per = [], chunk or max(1, IWAE_ROWS // len(x))
+        for done in range(0, k, per):
+            n = min(per, k - done)
             eps = torch.randn((n, *mu.shape), generator=generator, device=device)  # (n, B, L)
             z = mu + std * eps
-            logits = model.decode_logits(z.flatten(0, 1), None if y is None else y.repeat(n))
-            log_px_z = -bernoulli_nll(logits, x.repeat(n, 1)).view(n, len(x))
+            out = model.decode_logits(z.flatten(0, 1), None if y is None else y.repeat(n))
+            log_px_z = -likelihoods.nll(config, out, x.repeat(n, 1)).view(n, len(x))
             log_pz = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
             log_qz = -0.5 * (eps.pow(2) + LOG_2PI + logvar).sum(-1)
             log_w.append(log_px_z + log_pz - log_qz)
         bounds.append(torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k))
     model.train(was_training)
     return torch.cat(bounds).cpu()
+
+
+def log_prob_8bit(model: VAE, images: torch.Tensor, k: int = 1, labels: torch.Tensor | None = None,
+                  seed: int = 0, likelihood: str | None = None) -> torch.Tensor:
+    """A lower bound on log P(image) of 8-bit images k / 255, in nats: (N, ...) -> (N,).
+
+    The IWAE bound with k samples (k = 1: the ELBO). A density p on [0, 1] is scored on dequantized
+    pixels (k + u) / 256, and P(bin) = E_u[p] / 256 >= exp(E_u[log p]) / 256, so each pixel adds
+    -log 256; the discretized logistic gives P(k) itself. A Bernoulli decoder is scored as what its
+    outputs define once normalised, a continuous Bernoulli; likelihood="bernoulli" instead gives the
+    unnormalised number, which bounds nothing.
+    """
+    name = likelihood or model.config.likelihood
+    if likelihood is None and name == "bernoulli":
+        name = "continuous_bernoulli"
+    if name == "bernoulli":  # read as a density on [0, 1], so scored on dequantized pixels like one
+        generator = torch.Generator(device=images.device).manual_seed(seed)
+        images = likelihoods.dequantize(model.flatten(images), generator)
+    bound = iwae_bound(model, images, k, labels, seed=seed, likelihood=name)
+    if name != "discretized_logistic":
+        bound = bound - model.config.input_dim * likelihoods.LOG_BINS
+    return bound
+
+
+def bits_per_dim(log_prob: torch.Tensor, dims: int) -> float:
+    """-log P in nats per image (N,) -> the data set's bits per dimension: -mean / (dims ln 2)."""
+    return -log_prob.double().mean().item() / (dims * math.log(2))
 
 
 @torch.no_grad()

@@ -28,6 +28,10 @@ def decoder_layers(model: VAE) -> list[dict]:
     if model.config.num_classes:
         raise ValueError("The explorers show unconditional decoders; this VAE is conditional "
                          f"(num_classes={model.config.num_classes}). Decode it with model.decode(z, labels).")
+    if model.config.likelihood != "bernoulli":
+        raise ValueError("The explorers draw a Bernoulli decoder's mean, sigmoid(logits); this VAE's likelihood is "
+                         f"{model.config.likelihood!r}, whose mean image needs more than a sigmoid. Show it with "
+                         "model.decode(z) in a kernel.")
     layers: list[dict] = []
     for module in [*model.decoder, model.to_logits]:
         if isinstance(module, nn.Linear):

@@ -3,14 +3,24 @@
 Every function returns one number per image (shape (B,)): sums over pixels and over latent
 dimensions, never means. Averages over a data set are then "nats per image", the unit the
 book reports, and do not depend on the batch size.
+
+One negative log-likelihood per decoder likelihood: `bernoulli_nll` (the classic choice, not a
+density on grey levels), `continuous_bernoulli_nll`, `gaussian_nll` and `discretized_logistic_nll`
+(8-bit pixels). `vaelib.likelihoods` picks one from the config.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import math
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
+
+LOG_2PI = math.log(2 * math.pi)
+LEVELS = 255  # 8-bit pixels take the values k / LEVELS, k = 0..LEVELS
 
 
 class LossTerms(NamedTuple):
@@ -32,11 +42,63 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """-log p(x|z) for pixel intensities x in [0, 1] under Bernoulli(sigmoid(logits)): (B, D) -> (B,).
+    """Bernoulli cross-entropy of pixels x in [0, 1] against sigmoid(logits), summed: (B, D) -> (B,).
 
-    Uses the logits form, which is exact where sigmoid + BCE would saturate to log(0).
+    For black-and-white pixels this is -log p(x|z). For grey levels it is not: Bern(x; p) =
+    p^x (1 - p)^(1 - x) does not integrate to 1 over x in [0, 1], so the number is no negative
+    log-density (`log_cb_normaliser` is what is missing). Uses the logits form, which is exact
+    where sigmoid + BCE would saturate to log(0).
     """
     return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=1)
+
+
+def log_cb_normaliser(logits: torch.Tensor) -> torch.Tensor:
+    """log C(lambda) of the continuous Bernoulli, lambda = sigmoid(logits), elementwise.
+
+    C = 2 artanh(1 - 2 lambda) / (1 - 2 lambda) = l / tanh(l / 2) in terms of the logit l: even
+    in l, 2 at l = 0 (lambda = 1/2), about |l| for large |l|. Written as log|l| - log tanh(|l|/2)
+    with tanh in expm1/log1p form, and a Taylor series log 2 + l^2 / 12 near l = 0.
+    """
+    a = logits.abs()
+    near_half = a < 1e-3
+    safe = torch.where(near_half, torch.ones_like(a), a)  # keeps NaN out of the unused branch's gradient
+    log_tanh = torch.log(-torch.expm1(-safe)) - torch.log1p(torch.exp(-safe))  # log tanh(safe / 2)
+    return torch.where(near_half, math.log(2) + logits.pow(2) / 12, safe.log() - log_tanh)
+
+
+def continuous_bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """-log p(x|z) under the continuous Bernoulli (Loaiza-Ganem & Cunningham, 2019): (B, D) -> (B,).
+
+    A density on [0, 1]: the Bernoulli cross-entropy minus the log normaliser of every pixel.
+    """
+    return bernoulli_nll(logits, x) - log_cb_normaliser(logits).sum(dim=1)
+
+
+def gaussian_nll(mean: torch.Tensor, sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    """-log N(x; mean, sigma^2) summed over pixels: (B, D) -> (B,); sigma a number or (B, D)."""
+    sigma = torch.as_tensor(sigma, dtype=mean.dtype, device=mean.device)
+    return (0.5 * ((x - mean) / sigma).pow(2) + sigma.log() + 0.5 * LOG_2PI).expand_as(x).sum(dim=1)
+
+
+def discretized_logistic_log_probs(loc: torch.Tensor, scale: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """log P(pixel = k) of a logistic(loc, scale) on [0, 1] rounded to the grid k / 255, elementwise.
+
+    Bin k covers [(k - 1/2) / 255, (k + 1/2) / 255); the edge bins take the tails (k = 0 everything
+    below 1/510, k = 255 everything above 1 - 1/510), so the 256 probabilities sum to 1. With
+    a > b the bin's edges in scale units, P = sigmoid(a) - sigmoid(b) = sigmoid(a) sigmoid(-b)
+    (1 - exp(b - a)), computed in logs; an edge bin's open end is an infinite edge, whose terms are 0.
+    """
+    upper = torch.where(k < LEVELS, (k + 0.5) / LEVELS, torch.inf)  # bin edges: a function of k only
+    lower = torch.where(k > 0, (k - 0.5) / LEVELS, -torch.inf)
+    inv = scale.reciprocal()
+    a, b = (upper - loc) * inv, (lower - loc) * inv
+    width = torch.log(-torch.expm1(-(upper - lower) * inv))  # log(1 - exp(b - a)), 0 for an edge bin
+    return F.logsigmoid(a) + F.logsigmoid(-b) + width
+
+
+def discretized_logistic_nll(loc: torch.Tensor, scale: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """-log P(x|z) of 8-bit pixels k (integers 0..255 as floats) under a discretized logistic: (B, D) -> (B,)."""
+    return -discretized_logistic_log_probs(loc, scale, k).sum(dim=1)
 
 
 def free_bits_kl(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> torch.Tensor:
@@ -52,12 +114,15 @@ def free_bits_kl(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> to
 
 
 def vae_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-             beta: float = 1.0, free_bits: float = 0.0) -> LossTerms:
+             beta: float = 1.0, free_bits: float = 0.0,
+             nll: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = bernoulli_nll) -> LossTerms:
     """All terms of the (beta-weighted) negative ELBO for one batch, per image: each (B,).
 
-    With free_bits > 0 the loss's KL penalty is `free_bits_kl`; the reported kl is always the true KL.
+    `nll(decoder outputs, x (B, D))` scores the pixels (`vaelib.likelihoods.nll_function` gives the
+    config's). With free_bits > 0 the loss's KL penalty is `free_bits_kl`; the reported kl is always
+    the true KL.
     """
-    recon = bernoulli_nll(logits, x.reshape(logits.shape))
+    recon = nll(logits, x.reshape(len(x), -1))
     kl = gaussian_kl(mu, logvar)
     penalty = free_bits_kl(mu, logvar, free_bits) if free_bits > 0 else kl
     return LossTerms(recon + beta * penalty, recon, kl)

@@ -1,4 +1,6 @@
-"""The VAE: a Gaussian MLP encoder and a Bernoulli MLP decoder that outputs logits.
+"""The VAE: a Gaussian MLP encoder and an MLP decoder whose outputs parameterise p(x|z).
+
+The decoder's likelihood is config.likelihood (Bernoulli logits by default; see `vaelib.likelihoods`).
 
 With config.num_classes > 0 it is a conditional VAE (Sohn et al., 2015): the one-hot label is
 appended to the encoder's input and to the decoder's input, so z only has to describe style.
@@ -12,13 +14,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import likelihoods
 from .config import VAEConfig
 
 
 class VAEOutput(NamedTuple):
     """What one forward pass returns (B = batch size, D = pixels, L = latent_dim)."""
 
-    logits: torch.Tensor  # (B, D) Bernoulli logits of p(x|z)
+    logits: torch.Tensor  # (B, P*D) decoder outputs: Bernoulli logits (P = 1) by default, see vaelib.likelihoods
     mu: torch.Tensor  # (B, L) mean of q(z|x)
     logvar: torch.Tensor  # (B, L) log-variance of q(z|x)
     z: torch.Tensor  # (B, L) the reparameterised sample fed to the decoder
@@ -50,7 +53,7 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Gene
 
 
 class VAE(nn.Module):
-    """MLP VAE: x (B, C, H, W) -> q(z|x) = N(mu, diag(exp(logvar))) -> Bernoulli logits (B, D)."""
+    """MLP VAE: x (B, C, H, W) -> q(z|x) = N(mu, diag(exp(logvar))) -> decoder outputs (B, P*D) of p(x|z)."""
 
     def __init__(self, config: VAEConfig | None = None):
         super().__init__()
@@ -62,7 +65,8 @@ class VAE(nn.Module):
         self.to_logvar = nn.Linear(hidden[-1] if hidden else config.input_dim + n_cls, config.latent_dim)
         self.decoder = mlp([config.latent_dim + n_cls, *reversed(hidden)], config.batch_norm, config.dropout,
                            config.activation)
-        self.to_logits = nn.Linear(hidden[0] if hidden else config.latent_dim + n_cls, config.input_dim)
+        self.to_logits = nn.Linear(hidden[0] if hidden else config.latent_dim + n_cls,
+                                   config.input_dim * likelihoods.params_per_pixel(config))
 
     def flatten(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) or (B, D) -> (B, D), with a clear error for any other shape."""
@@ -98,17 +102,19 @@ class VAE(nn.Module):
         return self.to_mu(h), self.to_logvar(h)
 
     def decode_logits(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """z (B, L) [, labels (B,)] -> Bernoulli logits (B, D)."""
+        """z (B, L) [, labels (B,)] -> decoder outputs (B, P*D): Bernoulli logits (B, D) by default."""
         if z.ndim != 2 or z.shape[1] != self.config.latent_dim:
             raise ValueError(f"decode expects z of shape (B, {self.config.latent_dim}); got {tuple(z.shape)}")
         return self.to_logits(self.decoder(self.with_labels(z, labels)))
 
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """z (B, L) [, labels (B,)] -> the decoder's mean images E[x | z] = sigmoid(logits), (B, C, H, W).
+        """z (B, L) [, labels (B,)] -> the decoder's mean images E[x | z], (B, C, H, W).
 
-        A mean image is not a sample: `sample` draws x ~ p(x | z) from it.
+        For the Bernoulli likelihood E[x | z] = sigmoid(logits). A mean image is not a sample:
+        `sample` draws x ~ p(x | z).
         """
-        return torch.sigmoid(self.decode_logits(z, labels)).reshape(len(z), *self.config.input_shape)
+        means = likelihoods.mean(self.config, self.decode_logits(z, labels))
+        return means.reshape(len(z), *self.config.input_shape)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> VAEOutput:
@@ -128,13 +134,15 @@ class VAE(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None,
                labels: torch.Tensor | None = None) -> torch.Tensor:
-        """n images (n, C, H, W) drawn from the model: z ~ N(0, I), then every pixel x ~ Bernoulli(mean).
+        """n images (n, C, H, W) drawn from the model: z ~ N(0, I), then every pixel x ~ p(x | z).
 
-        The draws are black-and-white; with the same generator state they use the same codes z as
-        `mean_images`, so the two can be shown side by side.
+        Bernoulli draws are black-and-white. With the same generator state they use the same codes
+        z as `mean_images`, so the two can be shown side by side.
         """
-        means = self.mean_images(n, generator, labels)
-        return torch.bernoulli(means, generator=generator)
+        device = next(self.parameters()).device
+        z = torch.randn(n, self.config.latent_dim, generator=generator, device=device)
+        draws = likelihoods.sample(self.config, self.decode_logits(z, labels), generator)
+        return draws.reshape(n, *self.config.input_shape)
 
 
 def count_parameters(model: nn.Module) -> int:

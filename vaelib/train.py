@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from . import likelihoods
 from .config import VAEConfig
 from .data import Splits
 from .evaluate import evaluate
@@ -77,13 +78,13 @@ def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, images: torch.Tens
     perm = torch.randperm(n, device=images.device)
     sums = torch.zeros(3, device=images.device)
     starts = range(0, n - 1, bs)  # a final batch of one image is skipped: batch norm needs two
-    seen = 0
+    seen, nll = 0, likelihoods.nll_function(config)
     for step, start in enumerate(starts):
         idx = perm[start:start + bs]
-        x, y = images[idx], None if labels is None else labels[idx]
+        x, y = likelihoods.prepare(config, images[idx], check=False), None if labels is None else labels[idx]
         out = model(x, y)
         beta = kl_weight(config, epoch - 1 + (step + 1) / len(starts))
-        terms = vae_loss(out.logits, x, out.mu, out.logvar, beta, config.free_bits)
+        terms = vae_loss(out.logits, x, out.mu, out.logvar, beta, config.free_bits, nll)
         optimizer.zero_grad(set_to_none=True)
         terms.loss.mean().backward()
         optimizer.step()
@@ -135,6 +136,8 @@ def fit(model: VAE, splits: Splits, config: VAEConfig | None = None, run_dir: st
     config = config or model.config
     device = next(model.parameters()).device
     train_x, val_x = splits.train.images.to(device), splits.val.images.to(device)
+    for x in (train_x, val_x):
+        likelihoods.check_pixels(config, x)
     train_y, val_y = (splits.train.labels.to(device), splits.val.labels.to(device)) if config.num_classes else (None, None)
     run_dir = Path(run_dir) if run_dir is not None else None
     optimizer, history = make_optimizer(model, config), []
