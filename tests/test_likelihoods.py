@@ -121,6 +121,16 @@ def test_discretized_logistic_nll_is_the_sum_of_per_pixel_bin_log_probabilities(
     torch.testing.assert_close(discretized_logistic_nll(loc, scale, k), brute, rtol=1e-9, atol=1e-6)
 
 
+@pytest.mark.parametrize("components", [1, 2])
+def test_gradients_are_finite_in_the_edge_bins_and_far_from_the_location(components):
+    c = config("discretized_logistic", input_shape=(1, 2, 3), components=components)
+    out = (torch.randn(4, likelihoods.params_per_pixel(c) * 6, generator=torch.Generator().manual_seed(9)) * 30)
+    out.requires_grad_(True)
+    k = torch.tensor([0.0, 255.0, 1.0, 254.0, 128.0, 0.0]).expand(4, 6)
+    likelihoods.nll(c, out, k / 255).sum().backward()
+    assert torch.isfinite(out.grad).all()
+
+
 def config(likelihood, input_shape=(1, 2, 3), **changes):
     return vaelib.VAEConfig(input_shape=input_shape, hidden_dims=(8,), latent_dim=1, batch_norm=False, dropout=0.0,
                             likelihood=likelihood, device="cpu", **changes)

@@ -86,14 +86,18 @@ def discretized_logistic_log_probs(loc: torch.Tensor, scale: torch.Tensor, k: to
     Bin k covers [(k - 1/2) / 255, (k + 1/2) / 255); the edge bins take the tails (k = 0 everything
     below 1/510, k = 255 everything above 1 - 1/510), so the 256 probabilities sum to 1. With
     a > b the bin's edges in scale units, P = sigmoid(a) - sigmoid(b) = sigmoid(a) sigmoid(-b)
-    (1 - exp(b - a)), computed in logs; an edge bin's open end is an infinite edge, whose terms are 0.
+    (1 - exp(b - a)), computed in logs; an edge bin drops the terms of its open end. (Infinite
+    edges would give the same values, but NaN gradients: inf * 0 in the backward pass.)
     """
-    upper = torch.where(k < LEVELS, (k + 0.5) / LEVELS, torch.inf)  # bin edges: a function of k only
-    lower = torch.where(k > 0, (k - 0.5) / LEVELS, -torch.inf)
     inv = scale.reciprocal()
-    a, b = (upper - loc) * inv, (lower - loc) * inv
-    width = torch.log(-torch.expm1(-(upper - lower) * inv))  # log(1 - exp(b - a)), 0 for an edge bin
-    return F.logsigmoid(a) + F.logsigmoid(-b) + width
+    centred = k / LEVELS - loc
+    a, b = (centred + 0.5 / LEVELS) * inv, (centred - 0.5 / LEVELS) * inv
+    top, bottom = k >= LEVELS, k <= 0  # functions of k only: cheap, broadcast
+    zero = torch.zeros((), dtype=a.dtype, device=a.device)
+    upper = torch.where(top, zero, F.logsigmoid(a))  # log P(below the upper edge); 0 for the top bin
+    lower = torch.where(bottom, zero, F.logsigmoid(-b))  # log P(above the lower edge); 0 for the bottom bin
+    width = torch.where(top | bottom, zero, torch.log(-torch.expm1(-inv / LEVELS)))  # log(1 - exp(b - a))
+    return upper + lower + width
 
 
 def discretized_logistic_nll(loc: torch.Tensor, scale: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
