@@ -49,6 +49,7 @@ TRAVERSAL_LIMIT = 2.5  # the beta-VAE chapter's traversals sweep -LIMIT..LIMIT p
 TRAVERSAL_STEPS = 9  # ... in this many steps
 SCATTER_LIMIT = 4.0  # axis range of the beta-VAE chapter's latent scatter plots
 COLLAPSED_KL = 0.01  # nats: a latent dimension with less KL than this carries (almost) nothing
+TIMING_NOISE = 0.1  # epoch-time ratios within this of 1 are read as no difference (runs vary by several %)
 LIKELIHOOD_LATENT = 20  # the likelihoods chapter's models: the recipe at this latent size, short budget
 LOGISTIC_COMPONENTS = 2  # logistics mixed per pixel by the discretized-logistic models
 TARGET_BITS_PER_DIM = 1.55  # what the likelihoods chapter's best model must reach (IWAE) on 8-bit test digits
