@@ -8,7 +8,13 @@ STAMP := $(VENV)/.installed
 NBMAKE_TIMEOUT ?= 900
 JOBS ?=  # models trained at once by `make models`; empty = one per CPU core
 
-.PHONY: book test models bench setup clean clean-cache
+# The pins in requirements.lock are resolved for Python 3.11: say so before pip fails to resolve them.
+CHECK_PYTHON = $(1) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null || { \
+	echo "vae-book needs Python 3.11 (requirements.lock pins wheels built for it); $(1) is" \
+	"$$($(1) --version 2>/dev/null || echo 'not found'). Install Python 3.11, then run make PYTHON=python3.11," \
+	"or delete $(VENV) if it was made with another Python." >&2; exit 1; }
+
+.PHONY: book test models bench setup clean clean-cache check-python
 
 book: models
 	$(BIN)/jupyter-book build . --all -W --keep-going  # --all: library changes do not mark pages stale
@@ -27,8 +33,13 @@ bench: $(STAMP)
 
 setup: $(STAMP)
 
+check-python:
+	@$(call CHECK_PYTHON,$(PYTHON))
+
 $(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(call CHECK_PYTHON,$(PYTHON))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(call CHECK_PYTHON,$(BIN)/python)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@

@@ -222,7 +222,7 @@ def _isolated(job: dict) -> dict:
         config = vaelib.VAEConfig.recommended(epochs=job["epochs"], scheduler="none", lr=1e-4, device="cpu")
         model = vaelib.VAE(config)
         model.load_state_dict(torch.load(job["weights"], weights_only=True))
-        history = vaelib.fit(model, splits, config, progress=False).history
+        history = vaelib.fit(model, splits, config, progress=False, flush_denormals=job["flush"]).history
     return {"change": job["name"], "epochs": job["epochs"], "flush_denormal": job["flush"],
             "s_per_epoch": history["train_seconds"].mean(), "images_per_s": len(train_idx) / history["train_seconds"].mean()}
 

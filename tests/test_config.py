@@ -40,6 +40,14 @@ def test_key_ignores_device_but_not_training_fields():
     assert base.key() != base.replace(seed=1).key()
 
 
+def test_numbers_are_normalised_so_equal_configs_share_one_key():
+    assert VAEConfig(beta=1, dropout=0, lr=1).key() == VAEConfig(beta=1.0, dropout=0.0, lr=1.0).key()
+    assert VAEConfig(free_bits=1, sigma=1, scale_floor=1).to_dict() == VAEConfig(
+        free_bits=1.0, sigma=1.0, scale_floor=1.0).to_dict()
+    assert isinstance(VAEConfig(beta=4).beta, float) and isinstance(VAEConfig(dropout=0).dropout, float)
+    assert VAEConfig(beta=1).key() != VAEConfig(beta=1.5).key()
+
+
 def test_dict_round_trip_and_unknown_fields():
     c = VAEConfig(latent_dim=10, hidden_dims=(64,))
     assert VAEConfig.from_dict(c.to_dict()) == c

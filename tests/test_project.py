@@ -1,7 +1,10 @@
 """Repository hygiene: notebooks, Colab cells, table of contents, pins and the CI command."""
 
 import json
+import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -82,3 +85,26 @@ def test_ci_runs_the_readme_test_command():
     assert command, "README.md shows no `make test` command"
     ci = (ROOT / ".ci" / "run").read_text()
     assert re.search(r"^(time )?make test$", ci, re.M)
+
+
+def test_a_skipped_test_fails_under_ci(tmp_path):
+    (tmp_path / "conftest.py").write_text((ROOT / "tests" / "conftest.py").read_text())
+    (tmp_path / "test_needs_a_browser.py").write_text(
+        "import pytest\n\ndef test_browser():\n    pytest.skip('Chromium is not installed')\n")
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)]
+    for ci, expected in (("true", "1 failed"), ("", "1 skipped")):
+        out = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path,
+                             env={**os.environ, "CI": ci}).stdout
+        assert expected in out, out
+    assert "export CI=true" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_make_refuses_another_python_with_a_clear_message(tmp_path):
+    fake = tmp_path / "python3.9"
+    fake.write_text('#!/bin/sh\n[ "$1" = "--version" ] && echo "Python 3.9.18" && exit 0\nexit 1\n')
+    fake.chmod(0o755)
+    out = subprocess.run(["make", "-s", "check-python", f"PYTHON={fake}"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "needs Python 3.11" in out.stdout + out.stderr and "Python 3.9.18" in out.stdout + out.stderr
+    ok = subprocess.run(["make", "-s", "check-python", f"PYTHON={sys.executable}"], cwd=ROOT, capture_output=True)
+    assert ok.returncode == 0

@@ -103,7 +103,7 @@ def test_damaged_checkpoint_raises_a_clear_error(small, tiny_config, tmp_path, d
     path = tmp_path / "last.pt"
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"not a checkpoint at all")
-    with pytest.raises(CheckpointError, match="truncated or corrupt.*Delete it and train again"):
+    with pytest.raises(CheckpointError, match="truncated or corrupt.*delete the file and train again"):
         load_checkpoint(path)
     with pytest.raises(CheckpointError, match=str(path)):
         fit(build_model(tiny_config), small, tiny_config, run_dir=tmp_path, resume=True, progress=False)

@@ -1,19 +1,11 @@
 """vaelib: the small library behind the vae-book chapters."""
 
-import torch as _torch
-
-# Treat denormal floats as zero. A trained decoder emits logits below -87, whose sigmoid underflows
-# into the denormal range, and x86 processors handle denormals in the backward matmuls very slowly
-# (an epoch went from 1.2 s to 1.7 s). Threads inherit the setting from the thread that creates
-# them, so it is set here, before PyTorch starts its intra-op thread pool. No-op where unsupported.
-_torch.set_flush_denormal(True)
-
 from . import anomaly, book, compare, explorer, likelihoods, toy
 from .anomaly import auroc, roc_curve
-from .cache import build_model, default_cache_dir, load_run, run_dir_for, train_or_load
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .cache import CacheError, default_cache_dir, load_run, run_dir_for, train_or_load
+from .checkpoint import CheckpointError, CheckpointWriteError, load_checkpoint, save_checkpoint
 from .config import VAEConfig, resolve_device
-from .data import DataNotFoundError, Split, Splits, load_mnist, load_test, without_labels
+from .data import DataCorruptError, DataNotFoundError, Split, Splits, load_mnist, load_test, without_labels
 from .evaluate import (active_units, bernoulli_entropy_floor, bits_per_dim, evaluate, iwae_bound, log_prob_8bit,
                        per_image_terms, posterior_stats)
 from .explorer import LatentExplorer, explorer_html
@@ -21,7 +13,7 @@ from .latent import (interpolate, knn_accuracy, knn_predict, latent_means, neare
                      traversals)
 from .losses import (LossTerms, bernoulli_nll, continuous_bernoulli_nll, discretized_logistic_nll, free_bits_kl,
                      gaussian_kl, gaussian_nll, log_cb_normaliser, vae_loss)
-from .model import VAE, VAEOutput, count_parameters, reparameterize, train_flops_per_image
+from .model import VAE, VAEOutput, build_model, count_parameters, reparameterize, train_flops_per_image
 from .notebook import layer_table, show_source
 from .plots import (plot_image_rows, plot_latent_scatter, plot_manifold, plot_generated, plot_reconstructions,
                     plot_training_curves, show_images)

@@ -9,6 +9,7 @@ MLPs faster than one process using every core (`bench/parallel_models.py` measur
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing
 import os
 import time
@@ -166,18 +167,37 @@ def models() -> list[BookModel]:
     return entries
 
 
-def _train_one(job: tuple[BookModel, str | None, int]) -> tuple[str, float]:
-    """Train (or load) one model in a worker process limited to `threads` threads."""
+def available_cores() -> int:
+    """CPU cores this process may use: its affinity mask, capped by a cgroup (container) CPU quota."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def _train_one(job: tuple[BookModel, str | None, int]) -> tuple[str, float, bool]:
+    """Train (or load) one model in a worker process limited to `threads` threads: (name, s, trained)."""
     entry, cache_dir, threads = job
     torch.set_num_threads(threads)
     tic = time.perf_counter()
-    train_or_load(entry.config, entry.splits(), cache_dir, progress=False)
-    return entry.name, time.perf_counter() - tic
+    _, result = train_or_load(entry.config, entry.splits(), cache_dir, progress=False)
+    return entry.name, time.perf_counter() - tic, result.trained
 
 
 def train_missing(entries: list[BookModel] | None = None, jobs: int | None = None,
-                  cache_dir: str | Path | None = None) -> list[tuple[str, float]]:
-    """Train every entry not cached yet, longest first, `jobs` at a time; (name, seconds) per model."""
+                  cache_dir: str | Path | None = None, report=None) -> list[tuple[str, float, bool]]:
+    """Train every entry not cached yet, longest first, `jobs` at a time; (name, seconds, trained) per model.
+
+    report(k, n, name, seconds, trained) is called as each model finishes. A model another process
+    trained meanwhile is loaded, not trained again (`trained` is False).
+    """
     entries = models() if entries is None else entries
     mnist, missing = {}, []
     for entry in entries:
@@ -187,16 +207,25 @@ def train_missing(entries: list[BookModel] | None = None, jobs: int | None = Non
         if not (run_dir_for(entry.config, splits, cache_dir) / "done.json").exists():
             missing.append(entry)
     missing.sort(key=lambda e: -e.cost)
-    cores = os.cpu_count() or 1
+    cores = available_cores()
     default = 1 if torch.cuda.is_available() else cores  # one GPU: one model at a time
     jobs = max(1, min(jobs or default, len(missing) or 1))
     work = [(entry, None if cache_dir is None else str(cache_dir), max(1, cores // jobs)) for entry in missing]
+    done = []
     if jobs == 1:
-        return [_train_one(job) for job in work]
-    with multiprocessing.get_context("spawn").Pool(jobs) as pool:  # spawn: no forked OpenMP state
-        done = list(pool.imap_unordered(_train_one, work))
-        pool.close()
-        pool.join()
+        results = map(_train_one, work)
+    else:
+        pool = multiprocessing.get_context("spawn").Pool(jobs)  # spawn: no forked OpenMP state
+        results = pool.imap_unordered(_train_one, work)
+    try:
+        for name, seconds, trained in results:
+            done.append((name, seconds, trained))
+            if report is not None:
+                report(len(done), len(work), name, seconds, trained)
+    finally:
+        if jobs > 1:
+            pool.close()
+            pool.join()
     return done
 
 
@@ -214,8 +243,12 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{entry.name:24s} {entry.dataset:12s} excluded {list(entry.exclude)!s:5s} {entry.config}")
         return
     tic = time.perf_counter()
-    done = train_missing(jobs=args.jobs)
-    for name, seconds in done:
-        print(f"trained {name:28s} {seconds:6.1f} s")
-    print(f"{len(done)} of {len(models())} book models trained in {time.perf_counter() - tic:.0f} s "
+
+    def report(k: int, n: int, name: str, seconds: float, trained: bool) -> None:
+        what = "trained" if trained else "loaded (another process trained it)"
+        print(f"[{k}/{n}] {what} {name} in {seconds:.1f} s", flush=True)
+
+    done = train_missing(jobs=args.jobs, report=report)
+    trained = sum(t for _, _, t in done)
+    print(f"{trained} of {len(models())} book models trained in {time.perf_counter() - tic:.0f} s "
           f"(the rest were cached)")

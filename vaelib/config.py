@@ -14,9 +14,8 @@ SCHEDULERS = ("plateau", "cosine", "none")
 ACTIVATIONS = ("relu", "elu", "silu")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian", "gaussian_learned", "discretized_logistic")
-# Fields added after models were cached enter the cache key only when they differ from these
-# defaults, so every model trained before they existed keeps its key.
-_KEYED_WHEN_CHANGED = {"likelihood": "bernoulli", "sigma": 0.1, "scale_floor": 1e-3, "components": 1}
+# Real-valued fields: stored as float, so beta=1 and beta=1.0 are one config with one cache key.
+_FLOAT_FIELDS = ("dropout", "beta", "free_bits", "sigma", "scale_floor", "lr")
 
 
 @dataclass(frozen=True)
@@ -55,6 +54,8 @@ class VAEConfig:
         object.__setattr__(self, "input_shape", tuple(self.input_shape))
         object.__setattr__(self, "hidden_dims", tuple(self.hidden_dims))
         _validate(self)
+        for name in _FLOAT_FIELDS:  # validated as int or float above; one type from here on
+            object.__setattr__(self, name, float(getattr(self, name)))
 
     @property
     def input_dim(self) -> int:
@@ -94,12 +95,13 @@ class VAEConfig:
         return cls(**d)
 
     def key(self) -> str:
-        """Stable hash of every field that changes the trained weights (not `device`)."""
+        """Stable hash of every field that changes the trained weights (not `device`).
+
+        Fields are normalised first (tuples, floats), so equal configs have equal keys however they
+        were written: VAEConfig(beta=1).key() == VAEConfig(beta=1.0).key().
+        """
         d = self.to_dict()
         d.pop("device")
-        for name, default in _KEYED_WHEN_CHANGED.items():
-            if d[name] == default:
-                del d[name]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

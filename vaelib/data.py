@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,10 @@ _IDX_DTYPE = {0x08: np.uint8}
 
 class DataNotFoundError(FileNotFoundError):
     """The IDX files are not where vaelib looked, and could not be downloaded."""
+
+
+class DataCorruptError(ValueError):
+    """An IDX file is truncated, corrupt (bad gzip stream or checksum) or not an IDX file."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ class Splits:
     val: Split
     test: Split
     fingerprint: str  # changes if the files, the dataset or the validation split change
+    tag: str = ""  # what sets the data apart in cache folder names: "" for MNIST, "fashionmnist", "without8"
 
 
 def project_root() -> Path | None:
@@ -75,17 +81,18 @@ def read_idx(path: Path) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as e:
-        raise ValueError(f"Could not read IDX file {path}: {e}. Delete it so it can be fetched again.") from e
+    except (OSError, EOFError, zlib.error) as e:  # gzip checks its CRC: damaged bytes end up here
+        raise DataCorruptError(f"Could not read IDX file {path} ({type(e).__name__}: {e}): it is truncated or "
+                               f"corrupt. Delete it so it can be fetched again, or copy it again.") from e
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPE:
-        raise ValueError(f"{path} is not an IDX file of unsigned bytes (bad magic number {raw[:4].hex()}).")
+        raise DataCorruptError(f"{path} is not an IDX file of unsigned bytes (bad magic number {raw[:4].hex()}).")
     ndim = raw[3]
     dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     offset = 4 + 4 * ndim
     expected = int(np.prod(dims))
     if len(raw) - offset != expected:
-        raise ValueError(f"{path} is truncated or corrupt: header says {dims} = {expected} bytes of data, "
-                         f"file has {len(raw) - offset}. Delete it and fetch it again.")
+        raise DataCorruptError(f"{path} is truncated or corrupt: header says {dims} = {expected} bytes of "
+                               f"data, file has {len(raw) - offset}. Delete it and fetch it again.")
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
 
 
@@ -150,7 +157,8 @@ def load_split(split: str = "train", name: str = "MNIST", root: str | Path | Non
     image_path, label_path = find_idx_files(split, name, root, download)
     images, labels = read_idx(image_path), read_idx(label_path)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise ValueError(f"{image_path} and {label_path} do not match: images {images.shape}, labels {labels.shape}")
+        raise DataCorruptError(f"{image_path} and {label_path} do not match: images {images.shape}, labels "
+                               f"{labels.shape}. One of them is damaged or from another data set.")
     return images, labels
 
 
@@ -188,6 +196,7 @@ def load_mnist(val_size: int = 5000, device="cpu", name: str = "MNIST",
         val=to_split(train_x[val_idx], train_y[val_idx], device),
         test=to_split(test_x, test_y, device),
         fingerprint=fingerprint(train_x, train_y, test_x, test_y, extra=f"{name}/{val_size}/{SPLIT_SEED}"),
+        tag="" if name == "MNIST" else name.lower(),
     )
 
 
@@ -211,5 +220,6 @@ def without_labels(splits: Splits, excluded) -> Splits:
         mask = ~torch.isin(split.labels, torch.tensor(excluded, device=split.labels.device))
         return Split(split.images[mask], split.labels[mask])
 
+    without = f"without{''.join(map(str, excluded))}"
     return Splits(keep(splits.train), keep(splits.val), splits.test,
-                  fingerprint=f"{splits.fingerprint}-without{''.join(map(str, excluded))}")
+                  fingerprint=f"{splits.fingerprint}-{without}", tag="-".join(filter(None, [splits.tag, without])))

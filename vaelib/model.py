@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import likelihoods
-from .config import VAEConfig
+from .config import VAEConfig, resolve_device
 
 
 class VAEOutput(NamedTuple):
@@ -143,6 +143,14 @@ class VAE(nn.Module):
         z = torch.randn(n, self.config.latent_dim, generator=generator, device=device)
         draws = likelihoods.sample(self.config, self.decode_logits(z, labels), generator)
         return draws.reshape(n, *self.config.input_shape)
+
+
+def build_model(config: VAEConfig) -> VAE:
+    """A freshly initialised VAE on config.device; weights depend only on config.seed."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = VAE(config)
+    return model.to(resolve_device(config.device))
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.figure import Figure
 
 from .latent import latent_means, prior_grid
 from .model import VAE
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def _plt():
+    """matplotlib.pyplot, imported on first use: importing vaelib picks no matplotlib backend."""
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def image_grid(images: torch.Tensor, ncols: int) -> np.ndarray:
@@ -28,7 +38,7 @@ def show_images(images: torch.Tensor, ncols: int = 10, title: str | None = None,
     """Show (N, 1, H, W) images in [0, 1] as one grey grid."""
     if ax is None:
         nrows = -(-len(images) // ncols)
-        _, ax = plt.subplots(figsize=(ncols * 0.6, nrows * 0.6 + (0.3 if title else 0)))
+        _, ax = _plt().subplots(figsize=(ncols * 0.6, nrows * 0.6 + (0.3 if title else 0)))
     ax.imshow(image_grid(images, ncols), cmap="gray_r", vmin=0, vmax=1)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -40,7 +50,7 @@ def show_images(images: torch.Tensor, ncols: int = 10, title: str | None = None,
 def plot_image_rows(rows: dict[str, torch.Tensor], ncols: int | None = None) -> Figure:
     """One labelled row of images per entry of `rows` (each (N, 1, H, W) in [0, 1])."""
     ncols = ncols or max(len(v) for v in rows.values())
-    fig, axes = plt.subplots(len(rows), 1, figsize=(ncols * 0.7, 0.95 * len(rows)), squeeze=False)
+    fig, axes = _plt().subplots(len(rows), 1, figsize=(ncols * 0.7, 0.95 * len(rows)), squeeze=False)
     for ax, (label, images) in zip(axes[:, 0], rows.items()):
         show_images(images, ncols=ncols, ax=ax)
         ax.set_ylabel(label, rotation=0, ha="right", va="center")
@@ -63,7 +73,7 @@ def plot_generated(model: VAE, n: int = 40, ncols: int = 10, seed: int = 0) -> F
     means = model.mean_images(n, torch.Generator().manual_seed(seed))
     draws = model.sample(n, torch.Generator().manual_seed(seed))  # the same codes z
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * ncols * 0.6, nrows * 0.6 + 0.4))
+    fig, axes = _plt().subplots(1, 2, figsize=(2 * ncols * 0.6, nrows * 0.6 + 0.4))
     show_images(means, ncols=ncols, title="decoder means E[x | z]", ax=axes[0])
     show_images(draws, ncols=ncols, title="draws x ~ p(x | z)", ax=axes[1])
     fig.tight_layout()
@@ -85,7 +95,7 @@ def plot_latent_scatter(model: VAE, images: torch.Tensor, labels: torch.Tensor, 
     """Posterior means of `images`, coloured by digit label (PCA to 2-D if latent_dim > 2)."""
     z, prefix = project_2d(latent_means(model, images))
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 5))
+        _, ax = _plt().subplots(figsize=(6, 5))
     points = ax.scatter(z[:, 0], z[:, 1], c=labels.cpu(), cmap="tab10", s=2, alpha=0.6, vmin=-0.5, vmax=9.5)
     ax.figure.colorbar(points, ax=ax, ticks=range(10), label="digit")
     ax.set_xlabel(f"{prefix}$_1$")
@@ -95,7 +105,7 @@ def plot_latent_scatter(model: VAE, images: torch.Tensor, labels: torch.Tensor, 
 
 def plot_training_curves(history: pd.DataFrame) -> Figure:
     """Loss, reconstruction and KL per epoch, train vs validation, in nats per image."""
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    fig, axes = _plt().subplots(1, 3, figsize=(12, 3.2))
     for ax, (key, title) in zip(axes, [("loss", "objective"), ("recon", "reconstruction"), ("kl", "KL")]):
         ax.plot(history["epoch"], history[f"train_{key}"], label="train (dropout on)")
         ax.plot(history["epoch"], history[f"val_{key}"], label="validation")
@@ -113,7 +123,7 @@ def plot_manifold(model: VAE, n: int = 20, tail: float = 0.025) -> Figure:
     model.eval()
     z = prior_grid(n, tail)
     images = model.decode(z.to(next(model.parameters()).device))
-    fig, ax = plt.subplots(figsize=(7, 7))
+    fig, ax = _plt().subplots(figsize=(7, 7))
     ax.imshow(image_grid(images, n), cmap="gray_r", vmin=0, vmax=1)
     size = images.shape[-1]
     ticks = range(0, n, max(1, n // 5))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -37,6 +38,7 @@ class FitResult:
     best_val_loss: float  # that loss, nats per image
     stopped_early: bool  # True if early stopping ended the run before config.epochs
     run_dir: Path | None  # where best.pt, last.pt and metrics.csv are, if anywhere
+    trained: bool = True  # False when vaelib.load_run read the run back from disk
 
 
 def make_optimizer(model: VAE, config: VAEConfig) -> torch.optim.Optimizer:
@@ -107,9 +109,10 @@ def _resume_state(run_dir: Path, config: VAEConfig, model: VAE, optimizer, sched
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None:
         scheduler.load_state_dict(state["scheduler"])
-    best = load_checkpoint(run_dir / "best.pt", map_location=next(model.parameters()).device)
-    state["best_model"] = best["model"]
-    return state
+    if "best_model" not in state:
+        raise CheckpointError(f"{run_dir / 'last.pt'} was written by an older vaelib and does not hold the best "
+                              f"weights; start a new run (delete {run_dir}).")
+    return state  # best_model, best_val and best_epoch come from this one file, so they always belong together
 
 
 def _check_finite(train: dict, epoch: int, config: VAEConfig, run_dir: Path | None) -> None:
@@ -122,9 +125,47 @@ def _check_finite(train: dict, epoch: int, config: VAEConfig, run_dir: Path | No
         f"[0, 1] and contain no NaN, or keep batch_norm=True.")
 
 
+def _denormals_flushed() -> bool:
+    """Whether this thread treats denormal floats as zero (1e-40 times 1 gives 0)."""
+    return torch.tensor([1e-40]).mul(1.0).item() == 0.0
+
+
+@contextlib.contextmanager
+def flushed_denormals(flush: bool = True):
+    """Treat denormal floats as zero (flush=False: keep them) in this thread, and in threads it starts,
+    for the block; then restore the thread's setting.
+
+    A trained decoder emits logits below -87, whose sigmoid underflows into the denormal range; some
+    x86 processors handle denormals in the backward matmuls very slowly. Flushing changes results only
+    in the last bits; the appendix measures its effect on speed. Threads PyTorch started earlier keep
+    their own setting: `python -m vaelib` trains each model in a fresh single-threaded process.
+    """
+    before = _denormals_flushed()
+    torch.set_flush_denormal(flush)  # a no-op where the processor has no such mode
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(before)
+
+
+def _check_splits(splits: Splits, config: VAEConfig) -> None:
+    """Clear errors for data fit cannot train on: too few images, another layout than (N, C, H, W)."""
+    shape = tuple(config.input_shape)
+    for name, split in (("train", splits.train), ("val", splits.val)):
+        x = split.images
+        if x.ndim != 1 + len(shape) or tuple(x.shape[1:]) != shape:
+            hint = (" They look channels-last: use images.permute(0, 3, 1, 2)."
+                    if x.ndim == 4 and tuple(x.shape[1:]) == shape[1:] + shape[:1] else "")
+            raise ValueError(f"splits.{name}.images must have shape (N, {', '.join(map(str, shape))}) to match "
+                             f"config.input_shape; got {tuple(x.shape)}.{hint}")
+    if len(splits.train) < 2 or len(splits.val) < 1:
+        raise ValueError(f"fit needs at least 2 training images (a batch of one has no batch statistics) and 1 "
+                         f"validation image; got {len(splits.train)} and {len(splits.val)}.")
+
+
 def fit(model: VAE, splits: Splits, config: VAEConfig | None = None, run_dir: str | Path | None = None,
         resume: bool = False, progress: bool = True,
-        on_epoch_end: Callable[[dict], None] | None = None) -> FitResult:
+        on_epoch_end: Callable[[dict], None] | None = None, flush_denormals: bool = True) -> FitResult:
     """Train `model` on splits.train, select on splits.val; the test split is never touched.
 
     Each epoch writes run_dir/last.pt (everything needed to resume), run_dir/best.pt (the weights
@@ -132,8 +173,16 @@ def fit(model: VAE, splits: Splits, config: VAEConfig | None = None, run_dir: st
     up from last.pt and ends exactly where an uninterrupted run would. Random state is seeded per
     epoch inside a forked RNG, so the caller's global RNG is left as it was. Validation always
     scores recon + beta * KL (no warm-up ramp, no free bits): models are selected on the objective itself.
+    Denormals are flushed while it trains (`flushed_denormals`), unless flush_denormals=False.
     """
     config = config or model.config
+    _check_splits(splits, config)
+    with flushed_denormals(flush_denormals):
+        return _fit(model, splits, config, run_dir, resume, progress, on_epoch_end)
+
+
+def _fit(model: VAE, splits: Splits, config: VAEConfig, run_dir: str | Path | None, resume: bool, progress: bool,
+         on_epoch_end: Callable[[dict], None] | None) -> FitResult:
     device = next(model.parameters()).device
     train_x, val_x = splits.train.images.to(device), splits.val.images.to(device)
     for x in (train_x, val_x):
@@ -143,11 +192,17 @@ def fit(model: VAE, splits: Splits, config: VAEConfig | None = None, run_dir: st
     optimizer, history = make_optimizer(model, config), []
     scheduler = make_scheduler(optimizer, config)
     start, best_val, best_epoch, bad_epochs = 0, math.inf, 0, 0
+    for stale in run_dir.glob(".*.tmp") if run_dir is not None else ():
+        stale.unlink()  # a temporary file of a write that was killed before its rename
     best_model = copy.deepcopy(model.state_dict())
     if resume and run_dir is not None and (run_dir / "last.pt").exists():
         state = _resume_state(run_dir, config, model, optimizer, scheduler)
         start, history, best_model = state["epoch"], state["history"], state["best_model"]
         best_val, best_epoch, bad_epochs = state["best_val"], state["best_epoch"], state["bad_epochs"]
+        if best_epoch:  # best.pt and metrics.csv may be an epoch ahead or behind (a crash between writes)
+            save_checkpoint(run_dir / "best.pt", {"model": best_model, "config": config.to_dict(),
+                                                   "epoch": best_epoch, "val_loss": best_val})
+            atomic_write(run_dir / "metrics.csv", lambda tmp: pd.DataFrame(history).to_csv(tmp, index=False))
     stopped_early = bool(config.early_stopping) and bad_epochs >= config.early_stopping
     bar = tqdm(total=config.epochs, initial=start, desc="training", unit="epoch", disable=not progress)
     fork_devices = [device] if device.type == "cuda" else []
@@ -191,12 +246,16 @@ def fit(model: VAE, splits: Splits, config: VAEConfig | None = None, run_dir: st
 
 def _save_run(run_dir: Path, model, optimizer, scheduler, config: VAEConfig, history: list[dict],
               best_model: dict, counters: dict) -> None:
-    """Write best.pt (if it changed), last.pt and metrics.csv, each atomically."""
+    """Write best.pt (if it changed), last.pt and metrics.csv, each atomically.
+
+    last.pt also holds the best weights with their score, so resuming never pairs the weights of one
+    epoch with the score of another, wherever a crash falls between these writes.
+    """
     if counters["best_epoch"] == counters["epoch"]:
         save_checkpoint(run_dir / "best.pt", {"model": best_model, "config": config.to_dict(),
                                                "epoch": counters["epoch"], "val_loss": counters["best_val"]})
     save_checkpoint(run_dir / "last.pt", {
         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "config": config.to_dict(), "history": history, **counters})
+        "config": config.to_dict(), "history": history, "best_model": best_model, **counters})
     atomic_write(run_dir / "metrics.csv", lambda tmp: pd.DataFrame(history).to_csv(tmp, index=False))
