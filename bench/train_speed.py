@@ -46,8 +46,8 @@ from vaelib.data import Split, Splits, find_idx_files, split_indices
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
-TRAINING_CODE = ("vaelib/config.py", "vaelib/data.py", "vaelib/model.py", "vaelib/losses.py",
-                 "vaelib/likelihoods.py", "vaelib/train.py", "vaelib/evaluate.py", "bench/train_speed.py")
+# the modules whose source decides a trained model (the model cache's list), then this script
+TRAINING_CODE = (*(f"vaelib/{name}" for name in vaelib.cache.TRAINING_SOURCES), "bench/train_speed.py")
 
 
 def code_hash(files=TRAINING_CODE) -> str:

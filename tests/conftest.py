@@ -1,9 +1,13 @@
 """Shared fixtures: real MNIST (from $VAELIB_DATA_DIR or the download folder) and small subsets."""
 
+import functools
 import os
+from pathlib import Path
 
 import matplotlib
 import pytest
+
+import book_stamp
 
 matplotlib.use("Agg")
 
@@ -48,3 +52,22 @@ def pytest_runtest_makereport(item, call):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"Skipped under CI ({reason}); CI must run every test. Fix what it needs."
+
+
+def pytest_collection_modifyitems(config, items):
+    """Chapters the last passing book build executed, unchanged since, are checked from its executed
+    copies instead of executed a second time (see tests/book_stamp.py); the others run under nbmake."""
+    for item in items:
+        if getattr(item, "nbmake", False):
+            notebook = Path(item.config.rootdir) / item.filename
+            if book_stamp.fresh(notebook):
+                item.runtest = functools.partial(book_stamp.check_executed, notebook)
+                item.user_properties.append(("checked", "from the book build"))
+
+
+def pytest_terminal_summary(terminalreporter):
+    items = [r for r in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", [])
+             if ("checked", "from the book build") in r.user_properties]
+    if items:
+        terminalreporter.write_line(f"{len(items)} chapter(s) checked from the executed copies of the last "
+                                    f"passing `make book` (tests/book_stamp.py), not executed again")

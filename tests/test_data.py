@@ -11,7 +11,8 @@ from vaelib.data import DATA_ENV, load_split, read_idx
 def write_idx(path, array: np.ndarray, compress: bool = False):
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
     data = header + array.astype(np.uint8).tobytes()
-    (gzip.open if compress else open)(path, "wb").write(data)
+    with (gzip.open if compress else open)(path, "wb") as f:  # closed (and flushed) before anyone reads it
+        f.write(data)
 
 
 def test_full_splits_are_disjoint_and_cover_the_training_set(mnist):

@@ -2,6 +2,7 @@
 
 import errno
 import json
+import os
 import random
 import subprocess
 import sys
@@ -24,9 +25,11 @@ CHILD = Path(__file__).parent / "fault_child.py"
 LIBRARY_ERRORS = (vaelib.CheckpointError, vaelib.CheckpointWriteError, vaelib.CacheError, DataCorruptError)
 
 
-def run_child(*args: str, cwd=None) -> subprocess.CompletedProcess:
+def run_child(*args: str) -> subprocess.CompletedProcess:
+    """tests/fault_child.py in a process that sees no GPU: it forks, and CUDA does not survive a fork."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     return subprocess.run([sys.executable, str(CHILD), *args], capture_output=True, text=True, timeout=300,
-                          cwd=cwd, check=True)
+                          env=env, check=True)
 
 
 def run_state(run_dir: Path) -> dict:
@@ -67,12 +70,13 @@ def kill_points() -> list:
 
 def test_sigkill_at_any_point_then_rerun_gives_the_uninterrupted_run(tmp_path):
     points = kill_points()
-    report = json.loads(run_child("kill", str(tmp_path), json.dumps(points)).stdout)
-    assert report["reference"] == 0
+    child = run_child("kill", str(tmp_path), json.dumps(points))
+    report = json.loads(child.stdout)
+    assert report["reference"] == 0, child.stderr
     reference = run_state(tmp_path / "reference")
     assert reference["counters"]["epoch"] == TINY.epochs
     for name, _, _ in points:
-        assert report[name] == {"killed": True, "resumed": 0}, name
+        assert report[name] == {"killed": True, "resumed": 0}, (name, child.stderr)
         assert_same_run(run_state(tmp_path / name), reference)
         assert not list((tmp_path / name).glob(".*.tmp")), "a killed write left its temp file behind"
 

@@ -3,6 +3,8 @@ import math
 import pytest
 import torch
 
+import vaelib
+
 from vaelib import VAE, VAEConfig, count_parameters, reparameterize, train_flops_per_image
 
 
@@ -108,3 +110,29 @@ def test_conditional_model_explains_bad_labels(labels, message):
 def test_unconditional_model_refuses_labels():
     with pytest.raises(ValueError, match="unconditional"):
         VAE(VAEConfig()).decode(torch.zeros(2, 2), torch.tensor([1, 2]))
+
+
+def test_a_cpu_generator_drives_a_model_on_another_device(monkeypatch):
+    """seed_everything returns a CPU generator; with a model on a GPU every draw must happen on the
+    generator's device (PyTorch refuses a CPU generator for GPU draws). The 'meta' device stands in
+    for the GPU: it does not check generators, so a spy records where each draw is made."""
+    seen = []
+
+    def spy(draw):
+        def drawn(*args, generator=None, device=None, **kwargs):
+            if generator is not None:
+                where = device if device is not None else args[0].device  # bernoulli/multinomial: input's
+                seen.append((draw.__name__, torch.device(where).type))
+            return draw(*args, generator=generator, **({} if device is None else {"device": device}), **kwargs)
+        return drawn
+
+    for name in ("randn", "rand", "bernoulli", "multinomial"):
+        monkeypatch.setattr(torch, name, spy(getattr(torch, name)))
+    generator = torch.Generator().manual_seed(0)
+    model = vaelib.build_model(vaelib.VAEConfig(latent_dim=3, device="cpu")).to("meta").eval()
+    assert model.mean_images(4, generator).device.type == "meta"
+    mu = torch.zeros(4, 3, device="meta")
+    assert vaelib.reparameterize(mu, mu, generator).device.type == "meta"
+    x = torch.full((2, 6), 3 / 255, device="meta")
+    assert vaelib.likelihoods.dequantize(x, generator, check=False).device.type == "meta"
+    assert {name for name, _ in seen} == {"randn", "rand"} and {where for _, where in seen} == {"cpu"}

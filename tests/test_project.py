@@ -88,7 +88,8 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_a_skipped_test_fails_under_ci(tmp_path):
-    (tmp_path / "conftest.py").write_text((ROOT / "tests" / "conftest.py").read_text())
+    for helper in ("conftest.py", "book_stamp.py"):
+        (tmp_path / helper).write_text((ROOT / "tests" / helper).read_text())
     (tmp_path / "test_needs_a_browser.py").write_text(
         "import pytest\n\ndef test_browser():\n    pytest.skip('Chromium is not installed')\n")
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)]

@@ -212,20 +212,20 @@ def train_missing(entries: list[BookModel] | None = None, jobs: int | None = Non
     jobs = max(1, min(jobs or default, len(missing) or 1))
     work = [(entry, None if cache_dir is None else str(cache_dir), max(1, cores // jobs)) for entry in missing]
     done = []
-    if jobs == 1:
-        results = map(_train_one, work)
-    else:
-        pool = multiprocessing.get_context("spawn").Pool(jobs)  # spawn: no forked OpenMP state
-        results = pool.imap_unordered(_train_one, work)
-    try:
+
+    def collect(results) -> None:
         for name, seconds, trained in results:
             done.append((name, seconds, trained))
             if report is not None:
                 report(len(done), len(work), name, seconds, trained)
-    finally:
-        if jobs > 1:
-            pool.close()
-            pool.join()
+
+    if jobs == 1:
+        collect(map(_train_one, work))
+        return done
+    with multiprocessing.get_context("spawn").Pool(jobs) as pool:  # spawn: no forked OpenMP state
+        collect(pool.imap_unordered(_train_one, work))
+        pool.close()
+        pool.join()
     return done
 
 

@@ -30,7 +30,8 @@ CACHE_ENV = "VAELIB_CACHE_DIR"
 LOCK_TIMEOUT_ENV = "VAELIB_LOCK_TIMEOUT"  # seconds to wait for another process training the same model
 LOCK_TIMEOUT = 3 * 3600.0
 # The modules whose source decides a trained model's weights (validation picks the best epoch).
-TRAINING_SOURCES = ("config.py", "data.py", "model.py", "losses.py", "likelihoods.py", "train.py", "evaluate.py")
+TRAINING_SOURCES = ("config.py", "data.py", "model.py", "losses.py", "likelihoods.py", "train.py", "evaluate.py",
+                    "repro.py")
 RUN_FILES = ("best.pt", "last.pt", "metrics.csv", "config.json", "done.json")
 LIKELIHOOD_TAGS = {"bernoulli": "", "continuous_bernoulli": "cb", "gaussian": "gauss",
                    "gaussian_learned": "gausslearned", "discretized_logistic": "logistic"}

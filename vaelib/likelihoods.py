@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import VAEConfig
+from .repro import draw_on
 from .losses import (LEVELS, bernoulli_nll, continuous_bernoulli_nll, discretized_logistic_log_probs,
                      discretized_logistic_nll, gaussian_nll)
 
@@ -100,8 +101,8 @@ def dequantize(x: torch.Tensor, generator: torch.Generator | None = None, check:
     if generator is None:
         u = torch.rand_like(x)
     else:
-        u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    return (k + u) / BINS
+        u = torch.rand(x.shape, generator=generator, device=draw_on(generator, x.device), dtype=x.dtype)
+    return (k + u.to(x.device)) / BINS
 
 
 def check_pixels(config: VAEConfig, x: torch.Tensor) -> None:
@@ -175,9 +176,11 @@ def sample(config: VAEConfig, out: torch.Tensor, generator: torch.Generator | No
     logistic draws are 8-bit values k / 255.
     """
     name = config.likelihood
+    where = draw_on(generator, out.device)  # the draws are made on the generator's device
     if name == "bernoulli":
-        return torch.bernoulli(torch.sigmoid(out), generator=generator)
-    u = torch.rand(out.shape[0], config.input_dim, generator=generator, device=out.device, dtype=out.dtype)
+        return torch.bernoulli(torch.sigmoid(out).to(where), generator=generator).to(out.device)
+    u = torch.rand(out.shape[0], config.input_dim, generator=generator, device=where, dtype=out.dtype)
+    u = u.to(out.device)
     u = u.clamp(1e-7, 1 - 1e-7)
     if name == "continuous_bernoulli":
         return continuous_bernoulli_icdf(out, u)
@@ -188,7 +191,7 @@ def sample(config: VAEConfig, out: torch.Tensor, generator: torch.Generator | No
         return loc + scale * math.sqrt(2) * torch.erfinv(2 * u - 1)
     log_w, locs, scales = _mixture(config, out)
     weights = log_w.exp().transpose(1, 2).flatten(0, 1)  # (B * D, K)
-    pick = torch.multinomial(weights, 1, generator=generator).view(len(u), 1, -1)  # (B, 1, D)
+    pick = torch.multinomial(weights.to(where), 1, generator=generator).to(out.device).view(len(u), 1, -1)
     loc, scale = locs.gather(1, pick)[:, 0], scales.gather(1, pick)[:, 0]
     logistic = loc + scale * (u.log() - torch.log1p(-u))  # a continuous logistic draw, then its bin
     return torch.round(logistic * LEVELS).clamp(0, LEVELS) / LEVELS

@@ -16,6 +16,7 @@ from torch import nn
 
 from . import likelihoods
 from .config import VAEConfig, resolve_device
+from .repro import draw_on
 
 
 class VAEOutput(NamedTuple):
@@ -48,7 +49,8 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Gene
     if generator is None:
         eps = torch.randn_like(mu)
     else:
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        eps = torch.randn(mu.shape, generator=generator, device=draw_on(generator, mu.device), dtype=mu.dtype)
+        eps = eps.to(mu.device)
     return mu + torch.exp(0.5 * logvar) * eps
 
 
@@ -128,8 +130,8 @@ class VAE(nn.Module):
                     labels: torch.Tensor | None = None) -> torch.Tensor:
         """Decoder means (n, C, H, W) of n codes z ~ N(0, I) [given labels (n,) for a conditional model]."""
         device = next(self.parameters()).device
-        z = torch.randn(n, self.config.latent_dim, generator=generator, device=device)
-        return self.decode(z, labels)
+        z = torch.randn(n, self.config.latent_dim, generator=generator, device=draw_on(generator, device))
+        return self.decode(z.to(device), labels)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None,
@@ -140,8 +142,8 @@ class VAE(nn.Module):
         z as `mean_images`, so the two can be shown side by side.
         """
         device = next(self.parameters()).device
-        z = torch.randn(n, self.config.latent_dim, generator=generator, device=device)
-        draws = likelihoods.sample(self.config, self.decode_logits(z, labels), generator)
+        z = torch.randn(n, self.config.latent_dim, generator=generator, device=draw_on(generator, device))
+        draws = likelihoods.sample(self.config, self.decode_logits(z.to(device), labels), generator)
         return draws.reshape(n, *self.config.input_shape)
 
 
