@@ -163,6 +163,16 @@ def test_a_damaged_cached_file_is_healed_by_retraining(tmp_path, cached_referenc
     assert not second.trained
 
 
+@pytest.mark.parametrize("name", cache.RUN_FILES)
+def test_a_build_counts_a_damaged_cached_run_as_missing(tmp_path, name):
+    splits = synthetic_splits()
+    vaelib.train_or_load(TINY, splits, tmp_path, progress=False)
+    run_dir = vaelib.run_dir_for(TINY, splits, tmp_path)
+    assert cache.is_cached(run_dir)
+    damage(run_dir / name, "digit", random.Random(name))  # `python -m vaelib` retrains what this rejects
+    assert not cache.is_cached(run_dir)
+
+
 def test_a_damaged_last_checkpoint_of_an_unfinished_run_is_healed(tmp_path, cached_reference):
     splits = synthetic_splits()
     run_dir = vaelib.run_dir_for(TINY, splits, tmp_path)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .cache import run_dir_for, train_or_load
+from .cache import is_cached, run_dir_for, train_or_load
 from .config import LIKELIHOODS, VAEConfig  # LIKELIHOODS: the likelihoods chapter compares all of them
 from .data import Splits, load_mnist, without_labels
 
@@ -204,7 +204,7 @@ def train_missing(entries: list[BookModel] | None = None, jobs: int | None = Non
         if entry.dataset == "MNIST" and entry.config.val_size not in mnist:
             mnist[entry.config.val_size] = load_mnist(entry.config.val_size)
         splits = entry.splits(mnist.get(entry.config.val_size) if entry.dataset == "MNIST" else None)
-        if not (run_dir_for(entry.config, splits, cache_dir) / "done.json").exists():
+        if not is_cached(run_dir_for(entry.config, splits, cache_dir)):  # absent, unfinished or damaged
             missing.append(entry)
     missing.sort(key=lambda e: -e.cost)
     cores = available_cores()

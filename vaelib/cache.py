@@ -84,6 +84,17 @@ def run_dir_for(config: VAEConfig, splits: Splits, cache_dir: str | Path | None 
     return Path(cache_dir or default_cache_dir()) / f"{run_name(config, splits)}-{key}"
 
 
+def is_cached(run_dir: str | Path) -> bool:
+    """Whether a finished run is there and every file matches its recorded checksum (no model is loaded)."""
+    run_dir = Path(run_dir)
+    try:
+        summary = json.loads((run_dir / "done.json").read_text())
+        digests = summary.pop("self_sha256") == _summary_digest(summary) and summary["sha256"]
+        return bool(digests) and all(file_digest(run_dir / name) == d for name, d in digests.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
 def load_run(run_dir: str | Path, device: str = "auto") -> tuple[VAE, FitResult]:
     """A finished run's best model (in eval mode) and its training record.
 
