@@ -84,24 +84,11 @@ def run_dir_for(config: VAEConfig, splits: Splits, cache_dir: str | Path | None 
     return Path(cache_dir or default_cache_dir()) / f"{run_name(config, splits)}-{key}"
 
 
-def is_cached(run_dir: str | Path) -> bool:
-    """Whether a finished run is there and every file matches its recorded checksum (no model is loaded)."""
-    run_dir = Path(run_dir)
-    try:
-        summary = json.loads((run_dir / "done.json").read_text())
-        digests = summary.pop("self_sha256") == _summary_digest(summary) and summary["sha256"]
-        return bool(digests) and all(file_digest(run_dir / name) == d for name, d in digests.items())
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return False
+def _verified_summary(run_dir: Path) -> dict:
+    """done.json of a finished run, once it and every file it lists match their recorded checksums.
 
-
-def load_run(run_dir: str | Path, device: str = "auto") -> tuple[VAE, FitResult]:
-    """A finished run's best model (in eval mode) and its training record.
-
-    Raises CheckpointError if any file of the run is missing, truncated or does not match the
-    checksums recorded when the run finished.
+    Raises CheckpointError if any file of the run is missing, unreadable or changed since training.
     """
-    run_dir = Path(run_dir)
     try:
         summary = json.loads((run_dir / "done.json").read_text())
         if summary.pop("self_sha256") != _summary_digest(summary):
@@ -111,12 +98,35 @@ def load_run(run_dir: str | Path, device: str = "auto") -> tuple[VAE, FitResult]
             if file_digest(run_dir / name) != digest:
                 raise CheckpointError(f"{run_dir / name} does not match the checksum recorded when the run "
                                       f"finished: it was changed or damaged after training.")
+        return summary
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"The cached run {run_dir} cannot be read ({type(e).__name__}: {e}).") from e
+
+
+def is_cached(run_dir: str | Path) -> bool:
+    """Whether a finished run is there and every file matches its recorded checksum (no model is loaded)."""
+    try:
+        _verified_summary(Path(run_dir))
+    except CheckpointError:
+        return False
+    return True
+
+
+def load_run(run_dir: str | Path, device: str = "auto") -> tuple[VAE, FitResult]:
+    """A finished run's best model (in eval mode) and its training record.
+
+    Raises CheckpointError if any file of the run is missing, truncated or does not match the
+    checksums recorded when the run finished.
+    """
+    run_dir = Path(run_dir)
+    summary = _verified_summary(run_dir)
+    try:
         history = pd.read_csv(run_dir / "metrics.csv")
         best_epoch, best_val = int(summary["best_epoch"]), float(summary["best_val_loss"])
         stopped_early = bool(summary["stopped_early"])
-    except CheckpointError:
-        raise
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, pd.errors.ParserError) as e:
+    except (OSError, ValueError, KeyError, TypeError, pd.errors.ParserError) as e:
         raise CheckpointError(f"The cached run {run_dir} cannot be read ({type(e).__name__}: {e}).") from e
     state = load_checkpoint(run_dir / "best.pt", map_location=resolve_device(device))
     config = VAEConfig.from_dict(state["config"]).replace(device=device)
