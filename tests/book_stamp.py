@@ -22,6 +22,9 @@ def stamp_path(root: Path = ROOT) -> Path:
     return root / "_build" / "executed.json"
 
 
+MEASURED_FROM_PAGES = {"explorer_speed.csv"}  # bench results measured on the built pages; no chapter reads them
+
+
 def executed_copy(notebook: Path, root: Path = ROOT) -> Path:
     """Where myst-nb leaves the executed notebook of a chapter."""
     return root / "_build" / "jupyter_execute" / notebook.relative_to(root)
@@ -29,8 +32,10 @@ def executed_copy(notebook: Path, root: Path = ROOT) -> Path:
 
 def inputs_hash(notebook: Path, root: Path = ROOT) -> str:
     """Hash of everything a chapter's execution depends on in the repository."""
-    shared = [*sorted((root / "vaelib").glob("*.py")), *sorted((root / "bench" / "results").glob("*")),
-              root / "_config.yml", root / "requirements.lock", root / "pyproject.toml"]
+    results = [p for p in sorted((root / "bench" / "results").glob("*")) if p.name not in MEASURED_FROM_PAGES]
+    shared = [*sorted((root / "vaelib").glob("*.py")), *sorted((root / "vaelib" / "static").glob("*")),
+              *results, root / "_config.yml", root / "requirements.lock", root / "pyproject.toml",
+              *sorted((root / "book" / "_ext").glob("*.py"))]
     h = hashlib.sha256()
     for path in (notebook, *shared):
         if path.is_file():

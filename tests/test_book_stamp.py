@@ -16,6 +16,8 @@ def project(tmp_path):
         (tmp_path / folder).mkdir()
     for path in (ROOT / "vaelib").glob("*.py"):
         shutil.copy(path, tmp_path / "vaelib" / path.name)
+    shutil.copytree(ROOT / "vaelib" / "static", tmp_path / "vaelib" / "static")
+    (tmp_path / "bench" / "results").mkdir(parents=True)
     for name in ("_config.yml", "requirements.lock", "pyproject.toml"):
         shutil.copy(ROOT / name, tmp_path / name)
     notebook = tmp_path / "notebooks" / "01_first_vae.ipynb"
@@ -33,12 +35,17 @@ def test_a_chapter_is_fresh_until_it_or_the_library_changes(project):
     assert not book_stamp.fresh(notebook, root)  # no build recorded yet
     book_stamp.write(root)
     assert book_stamp.fresh(notebook, root)
-    for changed in (notebook, root / "vaelib" / "train.py", root / "_config.yml"):
+    for changed in (notebook, root / "vaelib" / "train.py", root / "vaelib" / "static" / "explorer.js",
+                    root / "_config.yml"):
         text = changed.read_bytes()
         changed.write_bytes(text + b"\n")
         assert not book_stamp.fresh(notebook, root), changed.name
         changed.write_bytes(text)
     assert book_stamp.fresh(notebook, root)
+    (root / "bench" / "results" / "explorer_speed.csv").write_text("measured from the built pages\n")
+    assert book_stamp.fresh(notebook, root)  # no chapter reads it
+    (root / "bench" / "results" / "train_speed.csv").write_text("the appendix reads this\n")
+    assert not book_stamp.fresh(notebook, root)
 
 
 def test_an_error_or_an_unexecuted_cell_in_the_built_copy_fails(project):

@@ -20,6 +20,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 # mathematics, not measurements and not the book's own design choices.
 ALLOWED = {
     r"28 × 28": "MNIST's image size, a property of the data set",
+    r"20 × 20": "the box MNIST's digits were fitted into, a property of the data set",
     r"60,000 training and 10,000 test": "MNIST's split sizes, fixed by the data set",
     r"\b8-bit\b": "the data sets' pixel format",
     r"\b[123]-D\b": "the dimension of a plot or of a toy space, not a measurement",

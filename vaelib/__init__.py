@@ -1,6 +1,6 @@
 """vaelib: the small library behind the vae-book chapters."""
 
-from . import anomaly, book, compare, explorer, likelihoods, toy
+from . import anomaly, book, compare, drawing, explorer, export, likelihoods, toy
 from .anomaly import auroc, roc_curve
 from .cache import CacheError, default_cache_dir, load_run, run_dir_for, train_or_load
 from .checkpoint import CheckpointError, CheckpointWriteError, load_checkpoint, save_checkpoint

@@ -1,73 +1,32 @@
 """Latent-space explorers: ipywidgets sliders in a live kernel, and a kernel-free HTML + JS copy.
 
-The kernel-free explorer embeds the decoder's weights (batch norm folded into the linear layers)
-in one HTML snippet and decodes in the browser with a few lines of JavaScript, so its sliders work
-on a static web page. `decoder_layers` is the single description of the decoder both use.
+The kernel-free explorer embeds the networks (`vaelib.export`) in one HTML snippet whose
+JavaScript (`static/explorer.js`, styled by `static/explorer.css`) decodes in the browser, so
+its sliders work on a static web page. With `drawing=True` it also carries the encoder: draw a
+digit and see its posterior, its reconstruction, a few draws, and how typical it is.
 """
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import uuid
+from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
+from . import export
+from .drawing import BOX, SIZE, mnist_style
 from .latent import latent_means
-from .model import ACTIVATIONS, VAE
+from .model import VAE
 
+STATIC = Path(__file__).with_name("static")
 LIMIT = 3.0  # sliders span -LIMIT..LIMIT prior standard deviations
-_ACTIVATION_NAMES = {cls: name for name, cls in ACTIVATIONS.items()}
-
-
-def decoder_layers(model: VAE) -> list[dict]:
-    """The eval-mode decoder as [{W (out, in), b (out,), act}], batch norm folded in, dropout dropped."""
-    if model.config.num_classes:
-        raise ValueError("The explorers show unconditional decoders; this VAE is conditional "
-                         f"(num_classes={model.config.num_classes}). Decode it with model.decode(z, labels).")
-    if model.config.likelihood != "bernoulli":
-        raise ValueError("The explorers draw a Bernoulli decoder's mean, sigmoid(logits); this VAE's likelihood is "
-                         f"{model.config.likelihood!r}, whose mean image needs more than a sigmoid. Show it with "
-                         "model.decode(z) in a kernel.")
-    layers: list[dict] = []
-    for module in [*model.decoder, model.to_logits]:
-        if isinstance(module, nn.Linear):
-            layers.append({"W": module.weight.detach().double().cpu(), "b": module.bias.detach().double().cpu(), "act": "linear"})
-        elif isinstance(module, nn.BatchNorm1d):  # y = gamma * (Wx + b - mean) / sqrt(var + eps) + beta
-            scale = module.weight.detach().double().cpu() / torch.sqrt(module.running_var.double().cpu() + module.eps)
-            last = layers[-1]
-            last["W"] = last["W"] * scale[:, None]
-            last["b"] = (last["b"] - module.running_mean.double().cpu()) * scale + module.bias.detach().double().cpu()
-        elif type(module) in _ACTIVATION_NAMES:
-            layers[-1]["act"] = _ACTIVATION_NAMES[type(module)]
-        elif not isinstance(module, nn.Dropout):
-            raise TypeError(f"decoder_layers cannot export a {type(module).__name__} layer")
-    layers[-1]["act"] = "sigmoid"
-    return layers
-
-
-def quantize_rows(W: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """W (out, in) -> int16 codes and one float32 scale per row, W ~ codes * scale[:, None]."""
-    scale = (W.abs().amax(dim=1) / 32767).clamp_min(1e-30).float()
-    codes = torch.round(W / scale.double()[:, None]).clamp(-32767, 32767).to(torch.int16)
-    return codes.numpy(), scale.numpy()
-
-
-def decode_layers(layers: list[dict], z: torch.Tensor, quantized: bool = False) -> torch.Tensor:
-    """Run exported layers on codes z (B, L) -> pixel means (B, D); quantized=True mirrors the JavaScript."""
-    functions = {**{name: cls() for name, cls in ACTIVATIONS.items()}, "sigmoid": torch.sigmoid, "linear": lambda v: v}
-    x = z.double()
-    for layer in layers:
-        if quantized:
-            codes, scale = quantize_rows(layer["W"])
-            pre = (x @ torch.from_numpy(codes).double().T) * torch.from_numpy(scale).double() + layer["b"].float().double()
-        else:
-            pre = x @ layer["W"].T + layer["b"]
-        x = functions[layer["act"]](pre)
-    return x
+PAD = 280  # side of the drawing canvas, in canvas pixels
+MAP_POINTS = 5000  # test codes drawn on the 2-D map
+TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+         "#7f7f7f", "#bcbd22", "#17becf"]  # matplotlib's tab10, as in the book's scatters
 
 
 def to_ink(pixels: torch.Tensor) -> np.ndarray:
@@ -116,7 +75,7 @@ class LatentExplorer:
     """Sliders over z with the decoded digit updating live (ipywidgets, needs a running kernel)."""
 
     def __init__(self, model: VAE, images: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                 limit: float = LIMIT, step: float = 0.05, scale: int = 7):
+                 limit: float = LIMIT, step: float = 0.05, scale: int = 7, drawing: bool = False):
         import ipywidgets as widgets
 
         self.model, self.limit, self.scale = model.eval(), limit, scale
@@ -142,7 +101,22 @@ class LatentExplorer:
             slider.observe(self._render, names="value")
         views = [widgets.VBox(controls), self.image] + ([self.map] if self.map is not None else [])
         self.widget = widgets.HBox(views)
+        self.pad = None
+        if drawing:  # "start from my drawing": a pad whose ink moves the sliders to its code
+            self.pad = drawing_pad()
+            self.input = widgets.Image(format="png")
+            self.pad.observe(self._on_drawing, names="ink")
+            self.widget = widgets.VBox([widgets.HBox([self.pad, self.input]), self.widget])
         self._render()
+
+    def _on_drawing(self, _change=None) -> None:
+        """Encode the pad's drawing, MNIST-style, and start the sliders from its code."""
+        x = torch.tensor(self.pad.mnist_input(), dtype=torch.float32)
+        self.input.value = png_bytes(to_ink(x), self.scale // 2 + 1)
+        if x.any():
+            device = next(self.model.parameters()).device
+            shape = self.model.config.input_shape
+            self.set_z(latent_means(self.model, x.reshape(1, *shape).to(device))[0])
 
     @property
     def z(self) -> torch.Tensor:
@@ -186,128 +160,168 @@ class LatentExplorer:
         display(self.widget)
 
 
-def explorer_html(model: VAE, images: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                  limit: float = LIMIT, step: float = 0.01, scale: int = 7) -> str:
-    """A self-contained HTML + JavaScript explorer of the decoder: no kernel, no network, no CDN.
+def _pad_module() -> str:
+    """The drawing pad as an anywidget ES module: explorer.js's pad, sending ink to Python."""
+    return (STATIC / "explorer.js").read_text() + _PAD_ESM
 
-    Weights travel as base64 int16 with a float32 scale per row (about a third of a float32 copy's
-    size, far below the 1/255 display resolution in error); biases as float32. For a 2-D model the
-    test codes' scatter is a clickable map.
+
+_PAD_ESM = """
+export default {
+  render({ model, el }) {
+    el.innerHTML = '<div class="vaelib-explorer"><canvas class="pad" width="' +
+      model.get("size") + '" height="' + model.get("size") + '"></canvas><div>' +
+      '<button class="undo">undo</button> <button class="clear">clear</button></div></div>';
+    const drawingPad = VAELIB.pad(el.querySelector("canvas.pad"), (ink, settled) => {
+      if (!settled) return; // send when a stroke ends, not every frame
+      const bytes = Uint8Array.from(ink, (v) => Math.round(v * 255));
+      model.set("ink", new DataView(bytes.buffer));
+      model.save_changes();
+    });
+    el.querySelector("button.undo").addEventListener("click", drawingPad.undo);
+    el.querySelector("button.clear").addEventListener("click", drawingPad.clear);
+  },
+};
+"""
+
+
+def drawing_pad():
+    """A drawing pad widget for a kernel (JupyterLab, Notebook, Colab); its `ink` is 8-bit bytes.
+
+    The pad is the static explorer's (`static/explorer.js`) wrapped with anywidget, which Colab
+    does not ship: `%pip install anywidget` there.
     """
-    layers = decoder_layers(model.eval())
-    parts = [quantize_rows(l["W"]) for l in layers]
-    weights = np.concatenate([codes.ravel() for codes, _ in parts]).astype("<i2")
-    floats = np.concatenate([np.concatenate([scale, l["b"].float().numpy()]) for (_, scale), l in zip(parts, layers)]).astype("<f4")
-    meta = {"layers": [{"out": int(l["W"].shape[0]), "in": int(l["W"].shape[1]), "act": l["act"]} for l in layers],
-            "latent": model.config.latent_dim, "height": int(model.config.input_shape[-2]),
-            "width": int(model.config.input_shape[-1]), "limit": limit}
+    try:
+        import anywidget
+        import traitlets
+    except ImportError as error:
+        raise ImportError("The drawing pad needs anywidget: pip install anywidget "
+                          "(in Colab: %pip install anywidget), then run this cell again.") from error
+
+    class DrawingPad(anywidget.AnyWidget):
+        """Draw with mouse or touch; `ink` holds the canvas' alpha, (size * size) bytes."""
+
+        _esm = _pad_module()
+        _css = (STATIC / "explorer.css").read_text()
+        size = traitlets.Int(PAD).tag(sync=True)
+        ink = traitlets.Bytes(b"").tag(sync=True)
+
+        def mnist_input(self) -> np.ndarray:
+            """The drawing made MNIST-style: (28, 28) in [0, 1] (all zeros before any ink)."""
+            if not self.ink:
+                return np.zeros((SIZE, SIZE))
+            ink = np.frombuffer(self.ink, np.uint8)
+            if ink.size != self.size ** 2:
+                raise ValueError(f"the pad sent {ink.size} bytes of ink; expected "
+                                 f"{self.size}^2 = {self.size ** 2} (one per canvas pixel)")
+            return mnist_style(ink.reshape(self.size, self.size) / 255)
+
+    return DrawingPad()
+
+
+
+
+def map_codes(model: VAE, images: torch.Tensor, limit: float = LIMIT) -> np.ndarray:
+    """2-D codes of images as int8, -127..127 spanning +-limit: (N, 2) -> (2N,)."""
+    z = latent_means(model, images).double() / limit
+    return torch.round(z.clamp(-1, 1) * 127).to(torch.int8).numpy().ravel()
+
+
+def _sliders(dims: list[int], limit: float, step: float) -> str:
+    return "\n".join(
+        f'<label>z<sub>{d + 1}</sub> <input type="range" min="{-limit}" max="{limit}" '
+        f'step="{step}" value="0" data-dim="{d}"> <output>0.00</output></label>'
+        for d in dims)
+
+
+def explorer_html(model: VAE, images: torch.Tensor | None = None,
+                  labels: torch.Tensor | None = None, *, drawing: bool = False,
+                  reference: torch.Tensor | None = None, dims=None,
+                  reference_name: str = "test digits", limit: float = LIMIT,
+                  step: float = 0.01) -> str:
+    """A self-contained HTML + JavaScript explorer: no kernel, no network, no CDN.
+
+    Sliders set z (all dimensions, or those in `dims`) and the page decodes it. For a 2-D model,
+    `images` and `labels` give a clickable map of their codes. With drawing=True the encoder
+    comes too: a pad to draw on, the posterior, the reconstruction, decoder means at fixed draws
+    z ~ q(z|x), and the drawing's -ELBO ranked among `reference` images (e.g. the test digits).
+    """
+    model = model.eval()
+    latent = model.config.latent_dim
+    dims = list(range(latent)) if dims is None else [int(d) for d in dims]
+    if not dims or not all(0 <= d < latent for d in dims):
+        raise ValueError(f"dims must name latent dimensions 0..{latent - 1}; got {dims}")
+    shapes, arrays = export.layer_arrays("decoder", export.decoder_layers(model))
+    meta = {"decoder": shapes, "latent": latent, "limit": limit, "colours": TAB10,
+            "width": int(model.config.input_shape[-1]), "pad": PAD, "box": BOX,
+            "referenceName": reference_name}
+    if drawing:
+        if reference is None:
+            raise ValueError("drawing=True ranks a drawing's score among reference images: "
+                             "pass reference=splits.test.images (or any (N, C, H, W) batch).")
+        meta["encoder"], encoder = export.layer_arrays("encoder", export.encoder_layers(model))
+        arrays.update(encoder)
+        eps = export.fixed_noise(latent)
+        scores = export.fixed_noise_scores(model, reference, eps)
+        arrays["eps"] = eps.numpy().ravel()
+        arrays["reference"] = export.score_quantiles(scores)
+    show_map = latent == 2 and images is not None and labels is not None
+    if show_map:
+        arrays["map.codes"] = map_codes(model, images[:MAP_POINTS], limit)
+        arrays["map.labels"] = labels[:MAP_POINTS].cpu().numpy().astype(np.uint8)
+    meta["packed"] = export.pack(arrays)
     uid = "vaelib-explorer-" + uuid.uuid4().hex[:8]
-    sliders = "\n".join(
-        f'<label>z<sub>{d + 1}</sub> <input type="range" min="{-limit}" max="{limit}" step="{step}" value="0" data-dim="{d}">'
-        f' <output>0.00</output></label>' for d in range(model.config.latent_dim))
-    backdrop = ""
-    if model.config.latent_dim == 2 and images is not None and labels is not None:
-        encoded = base64.b64encode(png_bytes(scatter_backdrop(model, images, labels, limit=limit))).decode()
-        from matplotlib import colormaps
-        from matplotlib.colors import to_hex
-
-        key = "".join(f'<span style="color:{to_hex(colormaps["tab10"](d))}">&#9679;{d}</span> ' for d in range(10))
-        backdrop = (f'<div><div class="map" title="click to set z"><img alt="2-D codes of test digits, coloured by '
-                    f'label" src="data:image/png;base64,{encoded}"><div class="marker"></div></div>'
-                    f'<div class="key">{key}</div></div>')
-    side = scale * meta["width"]
-    return _TEMPLATE.format(uid=uid, sliders=sliders, backdrop=backdrop, side=side, height=meta["height"],
-                            width=meta["width"], meta=json.dumps(meta),
-                            weights=base64.b64encode(weights.tobytes()).decode(),
-                            floats=base64.b64encode(floats.tobytes()).decode())
+    parts = [f'<div id="{uid}" class="vaelib-explorer">',
+             f"<style>{(STATIC / 'explorer.css').read_text()}</style>"]
+    if drawing:
+        parts.append(_DRAWING.format(pad=PAD))
+    key = " ".join(f'<span style="color:{c}">&#9679;{d}</span>' for d, c in enumerate(TAB10))
+    map_html = _MAP.format(key=key) if show_map else ""
+    parts.append(_DECODER.format(sliders=_sliders(dims, limit, step), map=map_html))
+    if drawing:
+        canvases = "".join('<canvas class="draw" width="28" height="28"></canvas>'
+                           for _ in range(export.DRAWS))
+        parts.append(_DRAWS.format(canvases=canvases, k=export.DRAWS))
+    data = json.dumps(meta).replace("<", "\\u003c").replace(">", "\\u003e")
+    parts.append(f'<script type="application/json" class="vaelib-meta">{data}</script>')
+    js = (STATIC / "explorer.js").read_text()
+    parts.append(f"<script>{js}\n" + _START.replace("UID", uid) + "</script>\n</div>\n")
+    return "\n".join(parts)
 
 
-_TEMPLATE = """<div id="{uid}" class="vaelib-explorer">
-<style>
-#{uid} {{ display: flex; flex-wrap: wrap; gap: 1.2em; align-items: flex-start; font: 14px sans-serif; }}
-#{uid} .sliders {{ display: flex; flex-direction: column; gap: 0.3em; }}
-#{uid} .sliders label {{ display: flex; align-items: center; gap: 0.5em; }}
-#{uid} canvas {{ width: {side}px; height: {side}px; image-rendering: pixelated; border: 1px solid #ccc; }}
-#{uid} .map {{ position: relative; width: 300px; height: 300px; cursor: crosshair; border: 1px solid #ccc; }}
-#{uid} .map img {{ width: 300px; height: 300px; display: block; }}
-#{uid} .key {{ width: 300px; margin-top: 0.3em; font-size: 13px; }}
-#{uid} .marker {{ position: absolute; width: 10px; height: 10px; margin: -6px 0 0 -6px; border: 2px solid #000;
-  border-radius: 50%; background: #fff; pointer-events: none; }}
-</style>
+_DRAWING = """<div class="row">
+<figure><canvas class="pad" width="{pad}" height="{pad}"></canvas>
+<figcaption>Draw a digit here. <button class="undo">undo</button>
+<button class="clear">clear</button></figcaption></figure>
+<figure><canvas class="input" width="28" height="28"></canvas>
+<figcaption>What the encoder sees: your ink fitted into 20 &times; 20 and centred
+by its centre of mass, as MNIST's digits were.</figcaption></figure>
+<p class="result">Draw a digit in the box.</p>
+</div>"""
+
+_DECODER = """<div class="row">
 <div class="sliders">
 {sliders}
 </div>
-<canvas width="{width}" height="{height}"></canvas>
-{backdrop}
-<script>
-(function () {{
-  var root = document.getElementById("{uid}");
-  var meta = {meta};
-  function bufferOf(text) {{
-    var bytes = atob(text), buffer = new ArrayBuffer(bytes.length), view = new Uint8Array(buffer);
-    for (var i = 0; i < bytes.length; i++) view[i] = bytes.charCodeAt(i);
-    return buffer;
-  }}
-  var codes = new Int16Array(bufferOf("{weights}")), floats = new Float32Array(bufferOf("{floats}"));
-  var wOffset = 0, fOffset = 0, layers = [];
-  meta.layers.forEach(function (l) {{
-    var W = codes.subarray(wOffset, wOffset + l.out * l.in); wOffset += l.out * l.in;
-    var scale = floats.subarray(fOffset, fOffset + l.out); fOffset += l.out;
-    var b = floats.subarray(fOffset, fOffset + l.out); fOffset += l.out;
-    layers.push({{W: W, scale: scale, b: b, n: l.in, m: l.out, act: l.act}});
-  }});
-  var act = {{
-    relu: function (v) {{ return v > 0 ? v : 0; }},
-    elu: function (v) {{ return v > 0 ? v : Math.exp(v) - 1; }},
-    silu: function (v) {{ return v / (1 + Math.exp(-v)); }},
-    sigmoid: function (v) {{ return 1 / (1 + Math.exp(-v)); }},
-    linear: function (v) {{ return v; }}
-  }};
-  function decode(z) {{
-    var x = z;
-    layers.forEach(function (l) {{
-      var y = new Float64Array(l.m), f = act[l.act];
-      for (var o = 0; o < l.m; o++) {{
-        var s = 0, row = o * l.n;
-        for (var k = 0; k < l.n; k++) s += l.W[row + k] * x[k];
-        y[o] = f(s * l.scale[o] + l.b[o]);
-      }}
-      x = y;
-    }});
-    return x;
-  }}
-  var inputs = Array.prototype.slice.call(root.querySelectorAll("input[type=range]"));
-  var canvas = root.querySelector("canvas"), ctx = canvas.getContext("2d");
-  var image = ctx.createImageData(meta.width, meta.height);
-  var map = root.querySelector(".map"), marker = root.querySelector(".marker");
-  function render() {{
-    var z = inputs.map(function (el) {{ return parseFloat(el.value); }});
-    var t0 = performance.now();
-    var p = decode(z);
-    var t1 = performance.now();
-    for (var k = 0; k < p.length; k++) {{
-      var ink = 255 - Math.round(p[k] * 255);
-      image.data[4 * k] = image.data[4 * k + 1] = image.data[4 * k + 2] = ink;
-      image.data[4 * k + 3] = 255;
-    }}
-    ctx.putImageData(image, 0, 0);
-    inputs.forEach(function (el) {{ el.nextElementSibling.value = parseFloat(el.value).toFixed(2); }});
-    if (marker) {{
-      marker.style.left = ((z[0] + meta.limit) / (2 * meta.limit) * 100) + "%";
-      marker.style.top = ((meta.limit - z[1]) / (2 * meta.limit) * 100) + "%";
-    }}
-    root.dataset.decodeMs = (t1 - t0).toFixed(3);
-    root.dataset.renders = String(Number(root.dataset.renders || 0) + 1);
-  }}
-  inputs.forEach(function (el) {{ el.addEventListener("input", render); }});
-  if (map) map.addEventListener("click", function (e) {{
-    var r = map.getBoundingClientRect();
-    inputs[0].value = ((e.clientX - r.left) / r.width * 2 - 1) * meta.limit;
-    inputs[1].value = (1 - (e.clientY - r.top) / r.height * 2) * meta.limit;
-    render();
-  }});
-  render();
-}})();
-</script>
-</div>
+<figure><canvas class="decoded" width="28" height="28"></canvas>
+<figcaption>The decoder's mean image at the code z.</figcaption></figure>
+{map}
+</div>"""
+
+_MAP = """<div><div class="map" title="click to set z">
+<canvas class="dots" width="300" height="300"></canvas>
+<canvas class="overlay" width="300" height="300"></canvas></div>
+<div class="key">{key}</div></div>"""
+
+_DRAWS = """<div class="row"><figure>{canvases}
+<figcaption style="max-width: none">The decoder's mean images at {k} draws
+z ~ q(z|x) (fixed noise, so the page is repeatable).</figcaption></figure></div>"""
+
+_START = """(function () {
+  var root = document.getElementById("UID");
+  var meta = JSON.parse(root.querySelector("script.vaelib-meta").textContent);
+  VAELIB.explorer(root, meta).catch(function (error) {
+    root.insertAdjacentHTML("beforeend", "<p>The explorer could not start: " +
+      error + ". It needs a browser from 2023 or later (DecompressionStream).</p>");
+  });
+})();
 """
