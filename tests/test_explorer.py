@@ -360,11 +360,13 @@ def test_built_book_page_has_a_working_drawing_explorer(browser, mnist, name):
     size = page_path.stat().st_size
     assert size < vaelib.book.PAGE_BYTES, f"{name}.html is {size / 1e6:.2f} MB"
     model, _ = vaelib.load_run(vaelib.run_dir_for(vaelib.book.recipe(BOOK_PAGES[name]), mnist), device="cpu")
-    page = browser.new_page()
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(page_path.as_uri())
     page.wait_for_selector(".vaelib-explorer[data-ready='1']", timeout=20_000)
     assert page.locator(".vaelib-explorer").count() == 1
     root = ".vaelib-explorer"
+    pad, shown = (page.locator(f"{root} canvas.{c}").bounding_box() for c in ("pad", "input"))
+    assert pad["y"] == shown["y"] and shown["x"] > pad["x"] + pad["width"]  # side by side in the theme
     if BOOK_PAGES[name] == 2:
         assert max_error_in_browser(page, root, model) <= 1
     errors = check_drawings(page, root, model, page_reference(page, root))

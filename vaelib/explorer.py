@@ -288,7 +288,7 @@ def explorer_html(model: VAE, images: torch.Tensor | None = None,
     return "\n".join(parts)
 
 
-_DRAWING = """<div class="row">
+_DRAWING = """<div class="vx-row">
 <figure><canvas class="pad" width="{pad}" height="{pad}"></canvas>
 <figcaption>Draw a digit here. <button class="undo">undo</button>
 <button class="clear">clear</button></figcaption></figure>
@@ -298,7 +298,7 @@ by its centre of mass, as MNIST's digits were.</figcaption></figure>
 <p class="result">Draw a digit in the box.</p>
 </div>"""
 
-_DECODER = """<div class="row">
+_DECODER = """<div class="vx-row">
 <div class="sliders">
 {sliders}
 </div>
@@ -312,7 +312,7 @@ _MAP = """<div><div class="map" title="click to set z">
 <canvas class="overlay" width="300" height="300"></canvas></div>
 <div class="key">{key}</div></div>"""
 
-_DRAWS = """<div class="row"><figure>{canvases}
+_DRAWS = """<div class="vx-row"><figure>{canvases}
 <figcaption style="max-width: none">The decoder's mean images at {k} draws
 z ~ q(z|x) (fixed noise, so the page is repeatable).</figcaption></figure></div>"""
 
