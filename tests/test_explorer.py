@@ -387,3 +387,9 @@ def test_explorer_refuses_a_decoder_whose_mean_is_not_a_sigmoid():
     model = vaelib.VAE(vaelib.VAEConfig(likelihood="discretized_logistic"))
     with pytest.raises(ValueError, match="likelihood is 'discretized_logistic'"):
         export.decoder_layers(model)
+
+
+def test_drawing_pad_without_anywidget_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "anywidget", None)  # as if not installed
+    with pytest.raises(ImportError, match="pip install anywidget"):
+        vaelib.explorer.drawing_pad()

@@ -72,7 +72,11 @@ def _pixel_of(z: torch.Tensor, size: int, limit: float) -> tuple[int, int]:
 
 
 class LatentExplorer:
-    """Sliders over z with the decoded digit updating live (ipywidgets, needs a running kernel)."""
+    """Sliders over z with the decoded digit updating live (ipywidgets, needs a running kernel).
+
+    With drawing=True a drawing pad (`drawing_pad`, anywidget) comes too: each finished stroke is
+    made MNIST-style (`vaelib.drawing.mnist_style`), shown, and the sliders jump to its code.
+    """
 
     def __init__(self, model: VAE, images: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                  limit: float = LIMIT, step: float = 0.05, scale: int = 7, drawing: bool = False):
@@ -194,8 +198,8 @@ def drawing_pad():
         import anywidget
         import traitlets
     except ImportError as error:
-        raise ImportError("The drawing pad needs anywidget: pip install anywidget "
-                          "(in Colab: %pip install anywidget), then run this cell again.") from error
+        raise ImportError("The drawing pad needs anywidget: pip install anywidget (in Colab: "
+                          "%pip install anywidget), then run this cell again.") from error
 
     class DrawingPad(anywidget.AnyWidget):
         """Draw with mouse or touch; `ink` holds the canvas' alpha, (size * size) bytes."""
