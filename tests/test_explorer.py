@@ -188,16 +188,21 @@ def open_snippet(browser, html: str, tmp_path: Path):
     return page
 
 
-def draw(page, root: str, points) -> dict:
-    """Draw one stroke through `points` (fractions of the pad) with the mouse; the page's state after it."""
+def mouse_stroke(page, root: str, points) -> None:
+    """Press, move through `points` (fractions of the pad's side) and release, like a user."""
     box = page.locator(f"{root} canvas.pad").bounding_box()
     at = [(box["x"] + u * box["width"], box["y"] + v * box["height"]) for u, v in points]
-    before = int(page.evaluate(f"document.querySelector('{root}').dataset.updates || 0"))
     page.mouse.move(*at[0])
     page.mouse.down()
     for x, y in at[1:]:
         page.mouse.move(x, y, steps=4)
     page.mouse.up()
+
+
+def draw(page, root: str, points) -> dict:
+    """Draw one stroke through `points` (fractions of the pad) with the mouse; the page's state after it."""
+    before = int(page.evaluate(f"document.querySelector('{root}').dataset.updates || 0"))
+    mouse_stroke(page, root, points)
     page.wait_for_function(f"Number(document.querySelector('{root}').dataset.updates) > {before}")
     page.wait_for_timeout(100)  # the last animation frame's update
     return page.evaluate("""(root) => {
@@ -287,13 +292,7 @@ def test_kernel_pad_sends_the_ink_it_shows(browser, tmp_path):
 
 def draw_stroke(page, root: str, points) -> list[float]:
     """Draw one stroke on a bare pad with the mouse; return the pad's ink as the page reads it."""
-    box = page.locator(f"{root} canvas.pad").bounding_box()
-    at = [(box["x"] + u * box["width"], box["y"] + v * box["height"]) for u, v in points]
-    page.mouse.move(*at[0])
-    page.mouse.down()
-    for x, y in at[1:]:
-        page.mouse.move(x, y, steps=4)
-    page.mouse.up()
+    mouse_stroke(page, root, points)
     page.wait_for_function("window.sent.length > 0")
     page.wait_for_timeout(100)
     return page.evaluate(f"""() => {{

@@ -25,8 +25,6 @@ STATIC = Path(__file__).with_name("static")
 LIMIT = 3.0  # sliders span -LIMIT..LIMIT prior standard deviations
 PAD = 280  # side of the drawing canvas, in canvas pixels
 MAP_POINTS = 5000  # test codes drawn on the 2-D map
-TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-         "#7f7f7f", "#bcbd22", "#17becf"]  # matplotlib's tab10, as in the book's scatters
 
 
 def to_ink(pixels: torch.Tensor) -> np.ndarray:
@@ -166,26 +164,7 @@ class LatentExplorer:
 
 def _pad_module() -> str:
     """The drawing pad as an anywidget ES module: explorer.js's pad, sending ink to Python."""
-    return (STATIC / "explorer.js").read_text() + _PAD_ESM
-
-
-_PAD_ESM = """
-export default {
-  render({ model, el }) {
-    el.innerHTML = '<div class="vaelib-explorer"><canvas class="pad" width="' +
-      model.get("size") + '" height="' + model.get("size") + '"></canvas><div>' +
-      '<button class="undo">undo</button> <button class="clear">clear</button></div></div>';
-    const drawingPad = VAELIB.pad(el.querySelector("canvas.pad"), (ink, settled) => {
-      if (!settled) return; // send when a stroke ends, not every frame
-      const bytes = Uint8Array.from(ink, (v) => Math.round(v * 255));
-      model.set("ink", new DataView(bytes.buffer));
-      model.save_changes();
-    });
-    el.querySelector("button.undo").addEventListener("click", drawingPad.undo);
-    el.querySelector("button.clear").addEventListener("click", drawingPad.clear);
-  },
-};
-"""
+    return (STATIC / "explorer.js").read_text() + (STATIC / "pad_widget.js").read_text()
 
 
 def drawing_pad():
@@ -222,12 +201,18 @@ def drawing_pad():
     return DrawingPad()
 
 
-
-
 def map_codes(model: VAE, images: torch.Tensor, limit: float = LIMIT) -> np.ndarray:
     """2-D codes of images as int8, -127..127 spanning +-limit: (N, 2) -> (2N,)."""
     z = latent_means(model, images).double() / limit
     return torch.round(z.clamp(-1, 1) * 127).to(torch.int8).numpy().ravel()
+
+
+def _label_colours() -> list[str]:
+    """One colour per digit: tab10, as in the book's scatter plots (plot_latent_scatter)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    return [to_hex(c) for c in colormaps["tab10"].colors]
 
 
 def _sliders(dims: list[int], limit: float, step: float) -> str:
@@ -255,7 +240,7 @@ def explorer_html(model: VAE, images: torch.Tensor | None = None,
     if not dims or not all(0 <= d < latent for d in dims):
         raise ValueError(f"dims must name latent dimensions 0..{latent - 1}; got {dims}")
     shapes, arrays = export.layer_arrays("decoder", export.decoder_layers(model))
-    meta = {"decoder": shapes, "latent": latent, "limit": limit, "colours": TAB10,
+    meta = {"decoder": shapes, "latent": latent, "limit": limit, "colours": _label_colours(),
             "width": int(model.config.input_shape[-1]), "pad": PAD, "box": BOX,
             "referenceName": reference_name}
     if drawing:
@@ -278,7 +263,8 @@ def explorer_html(model: VAE, images: torch.Tensor | None = None,
              f"<style>{(STATIC / 'explorer.css').read_text()}</style>"]
     if drawing:
         parts.append(_DRAWING.format(pad=PAD))
-    key = " ".join(f'<span style="color:{c}">&#9679;{d}</span>' for d, c in enumerate(TAB10))
+    key = " ".join(f'<span style="color:{c}">&#9679;{d}</span>'
+                   for d, c in enumerate(meta["colours"]))
     map_html = _MAP.format(key=key) if show_map else ""
     parts.append(_DECODER.format(sliders=_sliders(dims, limit, step), map=map_html))
     if drawing:
