@@ -28,8 +28,13 @@ STROKES = 12  # strokes drawn per page, each a circle of 24 mouse moves
 def stroke(i: int) -> list[tuple[float, float]]:
     """A circle on the pad, in fractions of its side, a little different each time."""
     r, cx = 0.2 + 0.01 * (i % 5), 0.45 + 0.01 * (i % 3)
-    return [(cx + r * math.cos(t / 12 * math.pi), 0.5 + 1.2 * r * math.sin(t / 12 * math.pi))
-            for t in range(25)]
+    return [
+        (
+            cx + r * math.cos(t / 12 * math.pi),
+            0.5 + 1.2 * r * math.sin(t / 12 * math.pi),
+        )
+        for t in range(25)
+    ]
 
 
 def update_times(page, root: str = ".vaelib-explorer") -> list[float]:
@@ -41,9 +46,14 @@ def update_times(page, root: str = ".vaelib-explorer") -> list[float]:
             .observe(r, {{attributes: true, attributeFilter: ['data-updates']}});
     }}""")
     for i in range(STROKES):
-        page.locator(f"{root} button.clear").click()  # also scrolls the pad into view
+        page.locator(
+            f"{root} button.clear"
+        ).click()  # also scrolls the pad into view
         box = page.locator(f"{root} canvas.pad").bounding_box()
-        at = [(box["x"] + u * box["width"], box["y"] + v * box["height"]) for u, v in stroke(i)]
+        at = [
+            (box["x"] + u * box["width"], box["y"] + v * box["height"])
+            for u, v in stroke(i)
+        ]
         page.mouse.move(*at[0])
         page.mouse.down()
         for x, y in at[1:]:
@@ -58,27 +68,42 @@ def main() -> pd.DataFrame:
 
     rows = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
         for name in PAGES:
             path = ROOT / "_build" / "html" / "notebooks" / f"{name}.html"
             if not path.exists():
                 raise SystemExit(f"{path} is missing: run `make book` first")
             page = browser.new_page()
             page.goto(path.as_uri())
-            page.wait_for_selector(".vaelib-explorer[data-ready='1']", timeout=30_000)
+            page.wait_for_selector(
+                ".vaelib-explorer[data-ready='1']", timeout=30_000
+            )
             times = update_times(page)
-            rows.append({"page": name, "size_kB": round(path.stat().st_size / 1e3),
-                         "updates": len(times), "median_ms": statistics.median(times),
-                         "p90_ms": statistics.quantiles(times, n=10)[-1], "max_ms": max(times),
-                         "cpus": os.cpu_count()})
+            rows.append(
+                {
+                    "page": name,
+                    "size_kB": round(path.stat().st_size / 1e3),
+                    "updates": len(times),
+                    "median_ms": statistics.median(times),
+                    "p90_ms": statistics.quantiles(times, n=10)[-1],
+                    "max_ms": max(times),
+                    "cpus": os.cpu_count(),
+                }
+            )
         browser.close()
     table = pd.DataFrame(rows)
     RESULTS.mkdir(exist_ok=True)
     table.to_csv(RESULTS / "explorer_speed.csv", index=False)
-    print("| page | size | updates | median | 90th percentile | max |\n|---|---|---|---|---|---|")
+    print(
+        "| page | size | updates | median | 90th percentile | max |\n|---|---|---|---|---|---|"
+    )
     for r in rows:
-        print(f"| {r['page']} | {r['size_kB']} kB | {r['updates']} | {r['median_ms']:.2f} ms | "
-              f"{r['p90_ms']:.2f} ms | {r['max_ms']:.2f} ms |")
+        print(
+            f"| {r['page']} | {r['size_kB']} kB | {r['updates']} | {r['median_ms']:.2f} ms | "
+            f"{r['p90_ms']:.2f} ms | {r['max_ms']:.2f} ms |"
+        )
     return table
 
 

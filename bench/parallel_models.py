@@ -27,11 +27,15 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def markdown(table: pd.DataFrame) -> str:
     """The results as a Markdown table with the speed-up over training one model at a time."""
-    lines = ["| how | processes × threads | models | epochs each | wall time | images/s (all models) | speed-up |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| how | processes × threads | models | epochs each | wall time | images/s (all models) | speed-up |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for _, r in table.iterrows():
-        lines.append(f"| {r.how} | {r.processes} × {r.threads} | {r.models} | {r.epochs} | {r.wall_s:.1f} s | "
-                     f"{r.images_per_s:,.0f} | {r.speedup:.2f}× |")
+        lines.append(
+            f"| {r.how} | {r.processes} × {r.threads} | {r.models} | {r.epochs} | {r.wall_s:.1f} s | "
+            f"{r.images_per_s:,.0f} | {r.speedup:.2f}× |"
+        )
     return "\n".join(lines)
 
 
@@ -39,24 +43,54 @@ def main(argv=None) -> pd.DataFrame:
     """Train the models both ways and write the CSV; returns the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     cores = os.cpu_count() or 1
-    parser.add_argument("--models", type=int, default=cores, help="models to train (default: one per core)")
-    parser.add_argument("--epochs", type=int, default=SHORT_EPOCHS, help="epochs per model (default: the later chapters' budget)")
+    parser.add_argument(
+        "--models",
+        type=int,
+        default=cores,
+        help="models to train (default: one per core)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=SHORT_EPOCHS,
+        help="epochs per model (default: the later chapters' budget)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
-    entries = [BookModel(f"seed{s}", vaelib.VAEConfig.recommended(epochs=args.epochs, seed=s, device="cpu"))
-               for s in range(args.models)]
+    entries = [
+        BookModel(
+            f"seed{s}",
+            vaelib.VAEConfig.recommended(
+                epochs=args.epochs, seed=s, device="cpu"
+            ),
+        )
+        for s in range(args.models)
+    ]
     n_train = len(entries[0].splits().train)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for how, jobs in (("one after another", 1), ("all at once", args.models)):
+        for how, jobs in (
+            ("one after another", 1),
+            ("all at once", args.models),
+        ):
             print(f"training {args.models} models, {how}", flush=True)
             tic = time.perf_counter()
-            train_missing(entries, jobs=jobs, cache_dir=Path(tmp) / how.replace(" ", "-"))
+            train_missing(
+                entries, jobs=jobs, cache_dir=Path(tmp) / how.replace(" ", "-")
+            )
             wall = time.perf_counter() - tic
-            rows.append({"how": how, "processes": jobs, "threads": max(1, cores // jobs), "models": args.models,
-                         "epochs": args.epochs, "wall_s": wall,
-                         "images_per_s": args.models * args.epochs * n_train / wall})
+            rows.append(
+                {
+                    "how": how,
+                    "processes": jobs,
+                    "threads": max(1, cores // jobs),
+                    "models": args.models,
+                    "epochs": args.epochs,
+                    "wall_s": wall,
+                    "images_per_s": args.models * args.epochs * n_train / wall,
+                }
+            )
     table = pd.DataFrame(rows)
     table["speedup"] = table["images_per_s"] / table["images_per_s"].iloc[0]
     args.out.mkdir(parents=True, exist_ok=True)

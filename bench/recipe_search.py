@@ -45,9 +45,15 @@ from train_speed import TRAINING_CODE, code_hash  # noqa: E402  (the same stamp 
 from train_speed import check_fresh as train_speed_check  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-START = dict(lr=1e-3, scheduler="cosine")  # the recipe before the search: what it replaced, put back
+START = dict(
+    lr=1e-3, scheduler="cosine"
+)  # the recipe before the search: what it replaced, put back
 TOGETHER = "adopted settings together"  # the name of stage 3's runs
-SEARCH_CODE = (*TRAINING_CODE[:-1], "vaelib/compare.py", "bench/recipe_search.py")
+SEARCH_CODE = (
+    *TRAINING_CODE[:-1],
+    "vaelib/compare.py",
+    "bench/recipe_search.py",
+)
 CANDIDATES = {  # name -> the change to the recipe
     "recipe": {},
     "middle layer 128": dict(hidden_dims=(256, 128)),
@@ -69,13 +75,20 @@ def start(latent: int, **changes) -> vaelib.VAEConfig:
 
 def adopted_changes(names) -> dict:
     """The changes of some candidates, merged into one dict."""
-    return {key: value for name in names for key, value in CANDIDATES[name].items()}
+    return {
+        key: value for name in names for key, value in CANDIDATES[name].items()
+    }
 
 
-def configs(names, latent: int, epochs: int) -> list[tuple[str, vaelib.VAEConfig]]:
+def configs(
+    names, latent: int, epochs: int
+) -> list[tuple[str, vaelib.VAEConfig]]:
     """(candidate, config) for every candidate and seed at one latent size."""
-    return [(name, start(latent, seed=seed, epochs=epochs, **CANDIDATES[name]))
-            for name in names for seed in book.SEEDS]
+    return [
+        (name, start(latent, seed=seed, epochs=epochs, **CANDIDATES[name]))
+        for name in names
+        for seed in book.SEEDS
+    ]
 
 
 def run(pairs, jobs: int | None, cache_dir) -> pd.DataFrame:
@@ -85,11 +98,20 @@ def run(pairs, jobs: int | None, cache_dir) -> pd.DataFrame:
     train_missing(entries, jobs=jobs, cache_dir=cache_dir)
     rows = []
     for (name, config), entry in zip(pairs, entries):
-        _, result = vaelib.train_or_load(config, entry.splits(mnist), cache_dir, progress=False)
-        rows.append({"candidate": name, "latent_dim": config.latent_dim, "seed": config.seed,
-                     "epochs": config.epochs, "best_epoch": result.best_epoch,
-                     "val_neg_elbo": result.best_val_loss,
-                     "train_s": result.history["train_seconds"].sum()})
+        _, result = vaelib.train_or_load(
+            config, entry.splits(mnist), cache_dir, progress=False
+        )
+        rows.append(
+            {
+                "candidate": name,
+                "latent_dim": config.latent_dim,
+                "seed": config.seed,
+                "epochs": config.epochs,
+                "best_epoch": result.best_epoch,
+                "val_neg_elbo": result.best_val_loss,
+                "train_s": result.history["train_seconds"].sum(),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -99,45 +121,86 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
     table = groups["val_neg_elbo"].agg(["mean", "std", "count"])
     table["train_s"] = groups["train_s"].mean()
     scores = groups["val_neg_elbo"].apply(list)
-    names = {"lower": "better", "higher": "worse", "within spread": "within spread"}
-    table["vs recipe"] = ["—" if name == "recipe" else names[verdict(scores[lat, name], scores[lat, "recipe"])]
-                          for lat, name in table.index]
+    names = {
+        "lower": "better",
+        "higher": "worse",
+        "within spread": "within spread",
+    }
+    table["vs recipe"] = [
+        "—"
+        if name == "recipe"
+        else names[verdict(scores[lat, name], scores[lat, "recipe"])]
+        for lat, name in table.index
+    ]
     return table
 
 
 def winners(table: pd.DataFrame) -> list[str]:
     """Candidates that beat the recipe at latent 20 and are not worse at latent 2."""
-    better = [n for (lat, n), r in table.iterrows() if lat == 20 and r["vs recipe"] == "better" and n != TOGETHER]
-    return [n for n in better if (2, n) in table.index and table.loc[(2, n), "vs recipe"] != "worse"]
+    better = [
+        n
+        for (lat, n), r in table.iterrows()
+        if lat == 20 and r["vs recipe"] == "better" and n != TOGETHER
+    ]
+    return [
+        n
+        for n in better
+        if (2, n) in table.index and table.loc[(2, n), "vs recipe"] != "worse"
+    ]
 
 
 def markdown(table: pd.DataFrame) -> str:
     """One line per (latent, candidate): mean ± sd of the best validation -ELBO over seeds."""
-    lines = ["| latent | candidate | validation −ELBO (mean ± sd) | seeds | train s / run | vs recipe |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| latent | candidate | validation −ELBO (mean ± sd) | seeds | train s / run | vs recipe |",
+        "|---|---|---|---|---|---|",
+    ]
     for (latent, name), r in table.iterrows():
-        lines.append(f"| {latent} | {name} | {r['mean']:.2f} ± {r['std']:.2f} | {int(r['count'])} | "
-                     f"{r['train_s']:.0f} | {r['vs recipe']} |")
+        lines.append(
+            f"| {latent} | {name} | {r['mean']:.2f} ± {r['std']:.2f} | {int(r['count'])} | "
+            f"{r['train_s']:.0f} | {r['vs recipe']} |"
+        )
     return "\n".join(lines)
 
 
 def check_fresh(stamp: dict) -> None:
     """Raise if the search ran with other code or seeds, or if the recipe is not what it adopted."""
     train_speed_check(stamp, SEARCH_CODE)
-    searched = vaelib.VAEConfig.from_dict(stamp["start"]).replace(**adopted_changes(stamp["adopted"]))
+    searched = vaelib.VAEConfig.from_dict(stamp["start"]).replace(
+        **adopted_changes(stamp["adopted"])
+    )
     if searched != book.RECIPE or stamp.get("seeds") != list(book.SEEDS):
-        raise RuntimeError("bench/results/recipe_search.csv does not describe vaelib.book.RECIPE: the search started "
-                           "elsewhere, adopted other settings or used other seeds. Rerun `python bench/recipe_search.py` "
-                           "and commit bench/results/.")
+        raise RuntimeError(
+            "bench/results/recipe_search.csv does not describe vaelib.book.RECIPE: the search started "
+            "elsewhere, adopted other settings or used other seeds. Rerun `python bench/recipe_search.py` "
+            "and commit bench/results/."
+        )
 
 
 def main(argv=None) -> pd.DataFrame:
     """Stage 1 at latent 20, stage 2 at latent 2 for whatever won; writes the CSV."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=None, help="models trained at once")
-    parser.add_argument("--epochs", type=int, default=book.SHORT_EPOCHS, help="epochs of every run")
-    parser.add_argument("--only", nargs="*", default=None, help="candidates to run (default: all)")
-    parser.add_argument("--cache", type=Path, default=None, help="model cache (default: the book's)")
+    parser.add_argument(
+        "--jobs", type=int, default=None, help="models trained at once"
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=book.SHORT_EPOCHS,
+        help="epochs of every run",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        help="candidates to run (default: all)",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="model cache (default: the book's)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     names = args.only or list(CANDIDATES)
@@ -145,20 +208,50 @@ def main(argv=None) -> pd.DataFrame:
         names = ["recipe", *names]
     runs = run(configs(names, 20, args.epochs), args.jobs, args.cache)
     first = summary(runs)
-    stage2 = [n for (_, n), r in first.iterrows() if r["vs recipe"] == "better"]  # check these at latent 2
+    stage2 = [
+        n for (_, n), r in first.iterrows() if r["vs recipe"] == "better"
+    ]  # check these at latent 2
     if stage2:
-        runs = pd.concat([runs, run(configs(["recipe", *stage2], 2, args.epochs), args.jobs, args.cache)])
+        runs = pd.concat(
+            [
+                runs,
+                run(
+                    configs(["recipe", *stage2], 2, args.epochs),
+                    args.jobs,
+                    args.cache,
+                ),
+            ]
+        )
     adopted = winners(summary(runs))
-    if len(adopted) > 1:  # stage 3: the adopted settings together, at both sizes
-        both = [(TOGETHER, start(latent, seed=seed, epochs=args.epochs, **adopted_changes(adopted)))
-                for latent in (20, 2) for seed in book.SEEDS]
+    if (
+        len(adopted) > 1
+    ):  # stage 3: the adopted settings together, at both sizes
+        both = [
+            (
+                TOGETHER,
+                start(
+                    latent,
+                    seed=seed,
+                    epochs=args.epochs,
+                    **adopted_changes(adopted),
+                ),
+            )
+            for latent in (20, 2)
+            for seed in book.SEEDS
+        ]
         runs = pd.concat([runs, run(both, args.jobs, args.cache)])
     table = summary(runs)
     args.out.mkdir(parents=True, exist_ok=True)
     runs.to_csv(args.out / "recipe_search.csv", index=False)
-    stamp = {"code_hash": code_hash(SEARCH_CODE), "torch": torch.__version__,
-             "start": start(book.RECIPE.latent_dim).to_dict(), "seeds": list(book.SEEDS), "epochs": args.epochs,
-             "command": "python bench/recipe_search.py", "adopted": adopted}
+    stamp = {
+        "code_hash": code_hash(SEARCH_CODE),
+        "torch": torch.__version__,
+        "start": start(book.RECIPE.latent_dim).to_dict(),
+        "seeds": list(book.SEEDS),
+        "epochs": args.epochs,
+        "command": "python bench/recipe_search.py",
+        "adopted": adopted,
+    }
     (args.out / "recipe_search.json").write_text(json.dumps(stamp, indent=2))
     print(markdown(table))
     print(f"\nadopted: {', '.join(adopted) or 'nothing; the recipe stands'}")

@@ -26,10 +26,9 @@ from __future__ import annotations
 import argparse
 import copy
 import gzip
-import hashlib
 import json
-import multiprocessing
 import math
+import multiprocessing
 import platform
 import shutil
 import tempfile
@@ -47,15 +46,17 @@ from vaelib.data import Split, Splits, find_idx_files, split_indices
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
 # the modules whose source decides a trained model (the model cache's list), then this script
-TRAINING_CODE = (*(f"vaelib/{name}" for name in vaelib.cache.TRAINING_SOURCES), "bench/train_speed.py")
+TRAINING_CODE = (
+    *(f"vaelib/{name}" for name in vaelib.cache.TRAINING_SOURCES),
+    "bench/train_speed.py",
+)
 
 
 def code_hash(files=TRAINING_CODE) -> str:
-    """Hash of the files that decide what a benchmark measures, and of the PyTorch version."""
-    h = hashlib.sha256(torch.__version__.encode())
-    for name in files:
-        h.update((ROOT / name).read_bytes())
-    return h.hexdigest()[:16]
+    """Hash of the code that decides what a benchmark measures, and of the PyTorch version."""
+    return vaelib.cache.code_hash(
+        [ROOT / name for name in files], torch.__version__
+    )
 
 
 def check_fresh(stamp: dict, files=TRAINING_CODE) -> None:
@@ -65,10 +66,13 @@ def check_fresh(stamp: dict, files=TRAINING_CODE) -> None:
             f"The benchmark results in {RESULTS} are stale: they were measured with code hash "
             f"{stamp.get('code_hash')} and torch {stamp.get('torch')}, this checkout has {code_hash(files)} and torch "
             f"{torch.__version__} (the hash covers {', '.join(files)}). Rerun `make bench` and commit "
-            f"bench/results/.")
+            f"bench/results/."
+        )
 
 
-def matmul_gflops(batch: int = 128, n_in: int = 784, n_out: int = 256, seconds: float = 2.0) -> float:
+def matmul_gflops(
+    batch: int = 128, n_in: int = 784, n_out: int = 256, seconds: float = 2.0
+) -> float:
     """Measured GFLOP/s of the first layer's matmul at the training batch size."""
     a, b = torch.randn(batch, n_in), torch.randn(n_in, n_out)
     for _ in range(50):
@@ -78,7 +82,9 @@ def matmul_gflops(batch: int = 128, n_in: int = 784, n_out: int = 256, seconds: 
         for _ in range(100):
             a @ b
         count += 100
-    return 2.0 * batch * n_in * n_out * count / (time.perf_counter() - tic) / 1e9
+    return (
+        2.0 * batch * n_in * n_out * count / (time.perf_counter() - tic) / 1e9
+    )
 
 
 def torchvision_mnist(folder: Path):
@@ -87,14 +93,32 @@ def torchvision_mnist(folder: Path):
 
     raw = folder / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for path in (*find_idx_files("train"), *find_idx_files("test")):  # torchvision checks for all four
-        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as src, open(raw / path.name.removesuffix(".gz"), "wb") as dst:
+    for path in (
+        *find_idx_files("train"),
+        *find_idx_files("test"),
+    ):  # torchvision checks for all four
+        with (
+            (gzip.open if path.suffix == ".gz" else open)(path, "rb") as src,
+            open(raw / path.name.removesuffix(".gz"), "wb") as dst,
+        ):
             shutil.copyfileobj(src, dst)
-    return datasets.MNIST(str(folder), train=True, download=False, transform=transforms.ToTensor())
+    return datasets.MNIST(
+        str(folder),
+        train=True,
+        download=False,
+        transform=transforms.ToTensor(),
+    )
 
 
-def reference_loop(config: vaelib.VAEConfig, splits: Splits, train_idx, epochs: int, data: str = "dataloader",
-                   fused: bool = False, sync_every_batch: bool = True) -> tuple[pd.DataFrame, nn.Module]:
+def reference_loop(
+    config: vaelib.VAEConfig,
+    splits: Splits,
+    train_idx,
+    epochs: int,
+    data: str = "dataloader",
+    fused: bool = False,
+    sync_every_batch: bool = True,
+) -> tuple[pd.DataFrame, nn.Module]:
     """The tutorial loop: Dataset + DataLoader, per-batch .item(), sum-reduced loss, plain Adam, constant LR.
 
     The switches turn it, one thing at a time, into vaelib.fit's loop: data="tensor" takes batches as
@@ -105,13 +129,18 @@ def reference_loop(config: vaelib.VAEConfig, splits: Splits, train_idx, epochs: 
 
     with tempfile.TemporaryDirectory() as tmp:
         if data == "dataloader":
-            loader = DataLoader(Subset(torchvision_mnist(Path(tmp)), train_idx), batch_size=config.batch_size,
-                                shuffle=True)
+            loader = DataLoader(
+                Subset(torchvision_mnist(Path(tmp)), train_idx),
+                batch_size=config.batch_size,
+                shuffle=True,
+            )
         else:
             images = splits.train.images
             loader = _TensorBatches(images, config.batch_size)
         model = vaelib.build_model(config)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=fused or None)
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=config.lr, fused=fused or None
+        )
         torch.manual_seed(config.seed)
         rows, best, best_state = [], math.inf, None
         for epoch in range(1, epochs + 1):
@@ -120,17 +149,28 @@ def reference_loop(config: vaelib.VAEConfig, splits: Splits, train_idx, epochs: 
             for x, _ in loader:
                 optimizer.zero_grad()
                 out = model(x)
-                loss = vaelib.vae_loss(out.logits, x.view(len(x), -1), out.mu, out.logvar).loss.sum()
+                loss = vaelib.vae_loss(
+                    out.logits, x.view(len(x), -1), out.mu, out.logvar
+                ).loss.sum()
                 loss.backward()
                 total += loss.item() if sync_every_batch else loss.detach()
                 optimizer.step()
             total.item()
             train_seconds = time.perf_counter() - tic
             val = vaelib.evaluate(model, splits.val.images)
-            rows.append({"epoch": epoch, "val_neg_elbo": val["neg_elbo"], "train_seconds": train_seconds,
-                         "seconds": time.perf_counter() - tic})
+            rows.append(
+                {
+                    "epoch": epoch,
+                    "val_neg_elbo": val["neg_elbo"],
+                    "train_seconds": train_seconds,
+                    "seconds": time.perf_counter() - tic,
+                }
+            )
             if val["neg_elbo"] < best:
-                best, best_state = val["neg_elbo"], copy.deepcopy(model.state_dict())
+                best, best_state = (
+                    val["neg_elbo"],
+                    copy.deepcopy(model.state_dict()),
+                )
     model.load_state_dict(best_state)
     return pd.DataFrame(rows), model.eval()
 
@@ -144,10 +184,12 @@ class _TensorBatches:
     def __iter__(self):
         perm = torch.randperm(len(self.images))
         for start in range(0, len(perm), self.batch_size):
-            yield self.images[perm[start:start + self.batch_size]], None
+            yield self.images[perm[start : start + self.batch_size]], None
 
 
-def vaelib_fit(config: vaelib.VAEConfig, splits: Splits) -> tuple[pd.DataFrame, nn.Module]:
+def vaelib_fit(
+    config: vaelib.VAEConfig, splits: Splits
+) -> tuple[pd.DataFrame, nn.Module]:
     """vaelib.fit, with the history in the benchmark's columns."""
     model = vaelib.build_model(config)
     history = vaelib.fit(model, splits, config, progress=False).history
@@ -155,8 +197,17 @@ def vaelib_fit(config: vaelib.VAEConfig, splits: Splits) -> tuple[pd.DataFrame, 
     return history, model
 
 
-def summarise(name: str, config, history: pd.DataFrame, model, splits: Splits, n_train: int,
-              gflops: float, target: float | None, scheduler: str | None = None) -> dict:
+def summarise(
+    name: str,
+    config,
+    history: pd.DataFrame,
+    model,
+    splits: Splits,
+    n_train: int,
+    gflops: float,
+    target: float | None,
+    scheduler: str | None = None,
+) -> dict:
     """One table row: speed, efficiency and validation-selected quality of one trainer.
 
     `scheduler` names the learning-rate schedule the trainer really ran (default: config.scheduler).
@@ -164,15 +215,30 @@ def summarise(name: str, config, history: pd.DataFrame, model, splits: Splits, n
     per_epoch = history["train_seconds"].mean()
     images_per_s = n_train / per_epoch
     elapsed = history["seconds"].cumsum()
-    reached = history.index[history["val_neg_elbo"] <= target] if target is not None else history.index[[]]
+    reached = (
+        history.index[history["val_neg_elbo"] <= target]
+        if target is not None
+        else history.index[[]]
+    )
     return {
-        "trainer": name, "hidden_dims": "-".join(map(str, config.hidden_dims)), "latent_dim": config.latent_dim,
+        "trainer": name,
+        "hidden_dims": "-".join(map(str, config.hidden_dims)),
+        "latent_dim": config.latent_dim,
         "batch_norm": config.batch_norm,
-        "dropout": config.dropout, "scheduler": scheduler or config.scheduler, "epochs": len(history),
-        "s_per_epoch": per_epoch, "images_per_s": images_per_s,
-        "matmul_fraction": images_per_s * vaelib.train_flops_per_image(model) / 1e9 / gflops,
-        "wall_s": elapsed.iloc[-1], "best_val_neg_elbo": history["val_neg_elbo"].min(),
-        "test_neg_elbo": vaelib.evaluate(model, splits.test.images)["neg_elbo"],
+        "dropout": config.dropout,
+        "scheduler": scheduler or config.scheduler,
+        "epochs": len(history),
+        "s_per_epoch": per_epoch,
+        "images_per_s": images_per_s,
+        "matmul_fraction": images_per_s
+        * vaelib.train_flops_per_image(model)
+        / 1e9
+        / gflops,
+        "wall_s": elapsed.iloc[-1],
+        "best_val_neg_elbo": history["val_neg_elbo"].min(),
+        "test_neg_elbo": vaelib.evaluate(model, splits.test.images)[
+            "neg_elbo"
+        ],
         "time_to_target_s": elapsed[reached[0]] if len(reached) else math.nan,
     }
 
@@ -180,51 +246,90 @@ def summarise(name: str, config, history: pd.DataFrame, model, splits: Splits, n
 def markdown(table: pd.DataFrame) -> str:
     """The results as a Markdown table with ratios to the reference row."""
     ref = table.iloc[0]
-    lines = ["| trainer | hidden | latent | LR schedule | epochs | s/epoch | images/s | × ref | matmul use | test −ELBO "
-             "| time to ref. quality | ÷ ref wall |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| trainer | hidden | latent | LR schedule | epochs | s/epoch | images/s | × ref | matmul use | test −ELBO "
+        "| time to ref. quality | ÷ ref wall |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for _, r in table.iterrows():
         reached = math.isfinite(r.time_to_target_s)
-        lines.append(f"| {r.trainer} | {r.hidden_dims} | {r.latent_dim} | {r.scheduler} | {r.epochs} | {r.s_per_epoch:.2f} | "
-                     f"{r.images_per_s:,.0f} | "
-                     f"{r.images_per_s / ref.images_per_s:.2f} | {r.matmul_fraction:.0%} | {r.test_neg_elbo:.2f} | "
-                     + (f"{r.time_to_target_s:.1f} s | {r.time_to_target_s / ref.wall_s:.2f} |" if reached else "not reached | – |"))
+        lines.append(
+            f"| {r.trainer} | {r.hidden_dims} | {r.latent_dim} | {r.scheduler} | {r.epochs} | {r.s_per_epoch:.2f} | "
+            f"{r.images_per_s:,.0f} | "
+            f"{r.images_per_s / ref.images_per_s:.2f} | {r.matmul_fraction:.0%} | {r.test_neg_elbo:.2f} | "
+            + (
+                f"{r.time_to_target_s:.1f} s | {r.time_to_target_s / ref.wall_s:.2f} |"
+                if reached
+                else "not reached | – |"
+            )
+        )
     return "\n".join(lines)
 
 
 ABLATIONS = [  # one change at a time, from the reference loop towards vaelib.fit's loop
-    ("(a) reference loop: DataLoader + ToTensor per image, Adam, .item() per batch", {}),
+    (
+        "(a) reference loop: DataLoader + ToTensor per image, Adam, .item() per batch",
+        {},
+    ),
     ("(b) + batches sliced from one preloaded tensor", dict(data="tensor")),
     ("(c) + fused Adam", dict(data="tensor", fused=True)),
-    ("(d) + losses summed on the device, read once per epoch", dict(data="tensor", fused=True, sync_every_batch=False)),
+    (
+        "(d) + losses summed on the device, read once per epoch",
+        dict(data="tensor", fused=True, sync_every_batch=False),
+    ),
 ]
 
 
 def load(subset: int) -> tuple[Splits, object]:
     """The MNIST splits and the training indices into the 60k training file (both cut to `subset` if > 0)."""
     splits = vaelib.load_mnist()
-    train_idx, _ = split_indices(len(splits.train) + len(splits.val), len(splits.val))
+    train_idx, _ = split_indices(
+        len(splits.train) + len(splits.val), len(splits.val)
+    )
     if subset:
         train_idx = train_idx[:subset]
-        splits = Splits(Split(splits.train.images[:subset], splits.train.labels[:subset]),
-                        splits.val, splits.test, splits.fingerprint)
+        splits = Splits(
+            Split(splits.train.images[:subset], splits.train.labels[:subset]),
+            splits.val,
+            splits.test,
+            splits.fingerprint,
+        )
     return splits, train_idx
 
 
 def _isolated(job: dict) -> dict:
     """One ablation row, in a fresh process whose threads start with the requested denormal setting."""
-    torch.set_flush_denormal(job["flush"])  # before the first parallel op creates the thread pool
+    torch.set_flush_denormal(
+        job["flush"]
+    )  # before the first parallel op creates the thread pool
     torch.set_num_threads(job["threads"])
     splits, train_idx = load(job["subset"])
     if job["kind"] == "loop":
-        config = vaelib.VAEConfig(epochs=job["epochs"], scheduler="none", early_stopping=0, device="cpu")
-        history, _ = reference_loop(config, splits, train_idx, job["epochs"], **job["switches"])
+        config = vaelib.VAEConfig(
+            epochs=job["epochs"],
+            scheduler="none",
+            early_stopping=0,
+            device="cpu",
+        )
+        history, _ = reference_loop(
+            config, splits, train_idx, job["epochs"], **job["switches"]
+        )
     else:  # a trained recipe model trained on for a few epochs at a small constant learning rate
-        config = vaelib.VAEConfig.recommended(epochs=job["epochs"], scheduler="none", lr=1e-4, device="cpu")
+        config = vaelib.VAEConfig.recommended(
+            epochs=job["epochs"], scheduler="none", lr=1e-4, device="cpu"
+        )
         model = vaelib.VAE(config)
         model.load_state_dict(torch.load(job["weights"], weights_only=True))
-        history = vaelib.fit(model, splits, config, progress=False, flush_denormals=job["flush"]).history
-    return {"change": job["name"], "epochs": job["epochs"], "flush_denormal": job["flush"],
-            "s_per_epoch": history["train_seconds"].mean(), "images_per_s": len(train_idx) / history["train_seconds"].mean()}
+        history = vaelib.fit(
+            model, splits, config, progress=False, flush_denormals=job["flush"]
+        ).history
+    return {
+        "change": job["name"],
+        "epochs": job["epochs"],
+        "flush_denormal": job["flush"],
+        "s_per_epoch": history["train_seconds"].mean(),
+        "images_per_s": len(train_idx) / history["train_seconds"].mean(),
+    }
 
 
 def run_isolated(jobs: list[dict]) -> pd.DataFrame:
@@ -239,22 +344,41 @@ def run_isolated(jobs: list[dict]) -> pd.DataFrame:
 
 def ablation_markdown(table: pd.DataFrame) -> str:
     """The ablation rows with the speed-up of each row over the row before it."""
-    lines = ["| change | denormals flushed | epochs | s/epoch | images/s | × row before |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| change | denormals flushed | epochs | s/epoch | images/s | × row before |",
+        "|---|---|---|---|---|---|",
+    ]
     for i, r in table.iterrows():
         before = table.images_per_s.iloc[i - 1] if i else math.nan
         ratio = f"{r.images_per_s / before:.2f}" if i else "–"
-        lines.append(f"| {r.change} | {'yes' if r.flush_denormal else 'no'} | {r.epochs} | {r.s_per_epoch:.2f} | "
-                     f"{r.images_per_s:,.0f} | {ratio} |")
+        lines.append(
+            f"| {r.change} | {'yes' if r.flush_denormal else 'no'} | {r.epochs} | {r.s_per_epoch:.2f} | "
+            f"{r.images_per_s:,.0f} | {ratio} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv=None) -> pd.DataFrame:
     """Run the trainers and the ablations and write the CSVs and the JSON; returns the main table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=20, help="epochs for (1) to (3)")
-    parser.add_argument("--recipe-epochs", type=int, default=60, help="epochs for (4) and (5)")
-    parser.add_argument("--ablation-epochs", type=int, default=3, help="epochs per ablation row")
-    parser.add_argument("--subset", type=int, default=0, help="train on only this many images (smoke test)")
+    parser.add_argument(
+        "--epochs", type=int, default=20, help="epochs for (1) to (3)"
+    )
+    parser.add_argument(
+        "--recipe-epochs", type=int, default=60, help="epochs for (4) and (5)"
+    )
+    parser.add_argument(
+        "--ablation-epochs",
+        type=int,
+        default=3,
+        help="epochs per ablation row",
+    )
+    parser.add_argument(
+        "--subset",
+        type=int,
+        default=0,
+        help="train on only this many images (smoke test)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -263,45 +387,116 @@ def main(argv=None) -> pd.DataFrame:
     gflops = matmul_gflops()
     seed = vaelib.VAEConfig(epochs=args.epochs, early_stopping=0, device="cpu")
     constant = seed.replace(scheduler="none")
-    runs = [("(1) reference loop", constant, "none", lambda: reference_loop(constant, splits, train_idx, args.epochs)),
-            ("(2) vaelib.fit, seed config, same constant LR", constant, "none", lambda: vaelib_fit(constant, splits)),
-            ("(3) vaelib.fit, seed config", seed, seed.scheduler, lambda: vaelib_fit(seed, splits))]
+    runs = [
+        (
+            "(1) reference loop",
+            constant,
+            "none",
+            lambda: reference_loop(constant, splits, train_idx, args.epochs),
+        ),
+        (
+            "(2) vaelib.fit, seed config, same constant LR",
+            constant,
+            "none",
+            lambda: vaelib_fit(constant, splits),
+        ),
+        (
+            "(3) vaelib.fit, seed config",
+            seed,
+            seed.scheduler,
+            lambda: vaelib_fit(seed, splits),
+        ),
+    ]
     for latent in (2, 20):
-        recipe = vaelib.VAEConfig.recommended(latent_dim=latent, epochs=args.recipe_epochs, device="cpu")
-        runs.append((f"({len(runs) + 1}) vaelib.fit, recommended", recipe, recipe.scheduler,
-                     lambda r=recipe: vaelib_fit(r, splits)))
+        recipe = vaelib.VAEConfig.recommended(
+            latent_dim=latent, epochs=args.recipe_epochs, device="cpu"
+        )
+        runs.append(
+            (
+                f"({len(runs) + 1}) vaelib.fit, recommended",
+                recipe,
+                recipe.scheduler,
+                lambda r=recipe: vaelib_fit(r, splits),
+            )
+        )
     rows, target, trained = [], None, {}
     for name, config, scheduler, run in runs:
-        print(f"running {name} (latent {config.latent_dim}, {config.epochs} epochs)", flush=True)
+        print(
+            f"running {name} (latent {config.latent_dim}, {config.epochs} epochs)",
+            flush=True,
+        )
         history, model = run()
         trained[name] = model
         if target is None:
-            target = history["val_neg_elbo"].min()  # the quality the reference reaches in its epochs
-        rows.append(summarise(name, config, history, model, splits, len(train_idx), gflops, target, scheduler))
+            target = history[
+                "val_neg_elbo"
+            ].min()  # the quality the reference reaches in its epochs
+        rows.append(
+            summarise(
+                name,
+                config,
+                history,
+                model,
+                splits,
+                len(train_idx),
+                gflops,
+                target,
+                scheduler,
+            )
+        )
     table = pd.DataFrame(rows)
 
     threads = torch.get_num_threads()
-    jobs = [dict(kind="loop", name=name, switches=switches, flush=True) for name, switches in ABLATIONS]
+    jobs = [
+        dict(kind="loop", name=name, switches=switches, flush=True)
+        for name, switches in ABLATIONS
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "recipe.pt"
         torch.save(trained[runs[3][0]].state_dict(), weights)
-        jobs += [dict(kind="trained", name="(e) trained recipe model (latent 2), denormals flushed", flush=True),
-                 dict(kind="trained", name="(f) the same, denormals kept", flush=False)]
+        jobs += [
+            dict(
+                kind="trained",
+                name="(e) trained recipe model (latent 2), denormals flushed",
+                flush=True,
+            ),
+            dict(
+                kind="trained",
+                name="(f) the same, denormals kept",
+                flush=False,
+            ),
+        ]
         for job in jobs:
-            job.update(epochs=args.ablation_epochs, subset=args.subset, threads=threads, weights=str(weights))
+            job.update(
+                epochs=args.ablation_epochs,
+                subset=args.subset,
+                threads=threads,
+                weights=str(weights),
+            )
         ablation = run_isolated(jobs)
 
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / "train_speed.csv", index=False)
     ablation.to_csv(args.out / "train_speed_ablation.csv", index=False)
-    machine = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "processor": cpu_name(),
-               "cores": threads, "torch": torch.__version__, "python": platform.python_version(),
-               "matmul_gflops": gflops, "matmul_shape": "(128, 784) @ (784, 256), float32",
-               "flop_per_image_seed": vaelib.train_flops_per_image(vaelib.VAE(seed)), "target_val_neg_elbo": target,
-               "train_images": len(train_idx), "command": "python bench/train_speed.py", "code_hash": code_hash()}
+    machine = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "processor": cpu_name(),
+        "cores": threads,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "matmul_gflops": gflops,
+        "matmul_shape": "(128, 784) @ (784, 256), float32",
+        "flop_per_image_seed": vaelib.train_flops_per_image(vaelib.VAE(seed)),
+        "target_val_neg_elbo": target,
+        "train_images": len(train_idx),
+        "command": "python bench/train_speed.py",
+        "code_hash": code_hash(),
+    }
     (args.out / "train_speed.json").write_text(json.dumps(machine, indent=2))
-    print(f"\nmatmul: {gflops:.1f} GFLOP/s on {machine['processor']} ({machine['cores']} threads); "
-          f"target = reference's best validation −ELBO = {target:.2f}\n")
+    print(
+        f"\nmatmul: {gflops:.1f} GFLOP/s on {machine['processor']} ({machine['cores']} threads); "
+        f"target = reference's best validation −ELBO = {target:.2f}\n"
+    )
     print(markdown(table))
     print()
     print(ablation_markdown(ablation))

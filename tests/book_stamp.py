@@ -22,7 +22,9 @@ def stamp_path(root: Path = ROOT) -> Path:
     return root / "_build" / "executed.json"
 
 
-MEASURED_FROM_PAGES = {"explorer_speed.csv"}  # bench results measured on the built pages; no chapter reads them
+MEASURED_FROM_PAGES = {
+    "explorer_speed.csv"
+}  # bench results measured on the built pages; no chapter reads them
 
 
 def executed_copy(notebook: Path, root: Path = ROOT) -> Path:
@@ -32,14 +34,28 @@ def executed_copy(notebook: Path, root: Path = ROOT) -> Path:
 
 def inputs_hash(notebook: Path, root: Path = ROOT) -> str:
     """Hash of everything a chapter's execution depends on in the repository."""
-    results = [p for p in sorted((root / "bench" / "results").glob("*")) if p.name not in MEASURED_FROM_PAGES]
-    shared = [*sorted((root / "vaelib").glob("*.py")), *sorted((root / "vaelib" / "static").glob("*")),
-              *results, root / "_config.yml", root / "requirements.lock", root / "pyproject.toml",
-              *sorted((root / "book" / "_ext").glob("*.py"))]
+    results = [
+        p
+        for p in sorted((root / "bench" / "results").glob("*"))
+        if p.name not in MEASURED_FROM_PAGES
+    ]
+    shared = [
+        *sorted((root / "vaelib").glob("*.py")),
+        *sorted((root / "vaelib" / "static").glob("*")),
+        *results,
+        root / "_config.yml",
+        root / "requirements.lock",
+        root / "pyproject.toml",
+        *sorted((root / "book" / "_ext").glob("*.py")),
+    ]
     h = hashlib.sha256()
     for path in (notebook, *shared):
         if path.is_file():
-            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+            h.update(
+                str(path.relative_to(root)).encode()
+                + b"\0"
+                + path.read_bytes()
+            )
     return h.hexdigest()
 
 
@@ -59,23 +75,45 @@ def fresh(notebook: Path, root: Path = ROOT) -> bool:
         stamp = json.loads(stamp_path(root).read_text())
     except (OSError, ValueError):
         return False
-    return stamp.get(notebook.name) == inputs_hash(notebook, root) and executed_copy(notebook, root).is_file()
+    return (
+        stamp.get(notebook.name) == inputs_hash(notebook, root)
+        and executed_copy(notebook, root).is_file()
+    )
 
 
 def check_executed(notebook: Path, root: Path = ROOT) -> None:
     """Raise AssertionError unless the executed copy ran every code cell and holds no error output."""
     path = executed_copy(notebook, root)
     if not path.is_file():
-        raise AssertionError(f"{path} is missing: the book build did not execute {notebook.name}")
-    cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code" and c["source"]]
+        raise AssertionError(
+            f"{path} is missing: the book build did not execute {notebook.name}"
+        )
+    cells = [
+        c
+        for c in json.loads(path.read_text())["cells"]
+        if c["cell_type"] == "code" and c["source"]
+    ]
     for i, cell in enumerate(cells):
-        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        errors = [
+            o
+            for o in cell.get("outputs", [])
+            if o.get("output_type") == "error"
+        ]
         if errors or cell.get("execution_count") is None:
-            what = f"raised {errors[0].get('ename')}: {errors[0].get('evalue')}" if errors else "did not run"
-            raise AssertionError(f"{notebook.name}: code cell {i + 1} {what} in the book build ({path})")
+            what = (
+                f"raised {errors[0].get('ename')}: {errors[0].get('evalue')}"
+                if errors
+                else "did not run"
+            )
+            raise AssertionError(
+                f"{notebook.name}: code cell {i + 1} {what} in the book build ({path})"
+            )
 
 
 if __name__ == "__main__":
     written = write()
-    print(f"{len(written)} executed chapters recorded in {stamp_path()}; `make test` checks them "
-          f"without executing them again", file=sys.stderr)
+    print(
+        f"{len(written)} executed chapters recorded in {stamp_path()}; `make test` checks them "
+        f"without executing them again",
+        file=sys.stderr,
+    )

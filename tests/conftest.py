@@ -28,8 +28,12 @@ def subset(split: Split, n: int) -> Split:
 @pytest.fixture(scope="session")
 def small(mnist) -> Splits:
     """2,000 training, 500 validation and 500 test images of real MNIST: seconds to train on."""
-    return Splits(subset(mnist.train, 2000), subset(mnist.val, 500), subset(mnist.test, 500),
-                  fingerprint=mnist.fingerprint + "-small")
+    return Splits(
+        subset(mnist.train, 2000),
+        subset(mnist.val, 500),
+        subset(mnist.test, 500),
+        fingerprint=mnist.fingerprint + "-small",
+    )
 
 
 @pytest.fixture
@@ -49,7 +53,11 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     if report.skipped and running_in_ci() and not hasattr(report, "wasxfail"):
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = (
+            report.longrepr[2]
+            if isinstance(report.longrepr, tuple)
+            else str(report.longrepr)
+        )
         report.outcome = "failed"
         report.longrepr = f"Skipped under CI ({reason}); CI must run every test. Fix what it needs."
 
@@ -61,13 +69,21 @@ def pytest_collection_modifyitems(config, items):
         if getattr(item, "nbmake", False):
             notebook = Path(item.config.rootdir) / item.filename
             if book_stamp.fresh(notebook):
-                item.runtest = functools.partial(book_stamp.check_executed, notebook)
+                item.runtest = functools.partial(
+                    book_stamp.check_executed, notebook
+                )
                 item.user_properties.append(("checked", "from the book build"))
 
 
 def pytest_terminal_summary(terminalreporter):
-    items = [r for r in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", [])
-             if ("checked", "from the book build") in r.user_properties]
+    items = [
+        r
+        for r in terminalreporter.stats.get("passed", [])
+        + terminalreporter.stats.get("failed", [])
+        if ("checked", "from the book build") in r.user_properties
+    ]
     if items:
-        terminalreporter.write_line(f"{len(items)} chapter(s) checked from the executed copies of the last "
-                                    f"passing `make book` (tests/book_stamp.py), not executed again")
+        terminalreporter.write_line(
+            f"{len(items)} chapter(s) checked from the executed copies of the last "
+            f"passing `make book` (tests/book_stamp.py), not executed again"
+        )

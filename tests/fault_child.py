@@ -14,14 +14,26 @@ import traceback
 
 import torch
 
-torch.set_num_threads(1)  # before any parallel op: no thread pool, so forking is safe
+torch.set_num_threads(
+    1
+)  # before any parallel op: no thread pool, so forking is safe
 
 import vaelib  # noqa: E402
 from vaelib import book, checkpoint, train  # noqa: E402
 from vaelib.data import Split, Splits  # noqa: E402
 
-TINY = vaelib.VAEConfig(input_shape=(1, 4, 4), hidden_dims=(8,), latent_dim=2, batch_norm=True, dropout=0.1,
-                        epochs=6, batch_size=16, early_stopping=0, lr=1e-2, device="cpu")
+TINY = vaelib.VAEConfig(
+    input_shape=(1, 4, 4),
+    hidden_dims=(8,),
+    latent_dim=2,
+    batch_norm=True,
+    dropout=0.1,
+    epochs=6,
+    batch_size=16,
+    early_stopping=0,
+    lr=1e-2,
+    device="cpu",
+)
 STEPS_PER_EPOCH = 6  # 96 training images in batches of 16
 
 
@@ -30,8 +42,12 @@ def synthetic_splits(seed: int = 0) -> Splits:
     g = torch.Generator().manual_seed(seed)
     x = (torch.rand(160, 1, 4, 4, generator=g) > 0.5).float()
     y = torch.zeros(160, dtype=torch.long)
-    return Splits(Split(x[:96], y[:96]), Split(x[96:128], y[96:128]), Split(x[128:], y[128:]),
-                  fingerprint=f"synthetic{seed}")
+    return Splits(
+        Split(x[:96], y[:96]),
+        Split(x[96:128], y[96:128]),
+        Split(x[128:], y[128:]),
+        fingerprint=f"synthetic{seed}",
+    )
 
 
 def die_at(kind: str, n: int) -> None:
@@ -52,14 +68,19 @@ def die_at(kind: str, n: int) -> None:
         def loss(*args, **kwargs):
             tick()
             return real_loss(*args, **kwargs)
+
         train.vae_loss = loss
-    elif kind in ("rename", "metrics"):  # "metrics": count only the renames onto metrics.csv
+    elif kind in (
+        "rename",
+        "metrics",
+    ):  # "metrics": count only the renames onto metrics.csv
         real_replace = os.replace
 
         def replace(src, dst):
             if kind == "rename" or str(dst).endswith("metrics.csv"):
                 tick()
             return real_replace(src, dst)
+
         checkpoint.os.replace = replace
     elif kind == "after_save":
         real_save = train.save_checkpoint
@@ -67,6 +88,7 @@ def die_at(kind: str, n: int) -> None:
         def save(path, state):
             real_save(path, state)
             tick()
+
         train.save_checkpoint = save
     else:
         raise ValueError(kind)
@@ -82,7 +104,9 @@ def warm_up(path: str) -> None:
         p.grad = torch.zeros_like(p)
     train.make_optimizer(model, TINY).step()
     vaelib.evaluate(model, splits.val.images)
-    checkpoint.save_checkpoint(path, {"model": model.state_dict(), "config": TINY.to_dict()})
+    checkpoint.save_checkpoint(
+        path, {"model": model.state_dict(), "config": TINY.to_dict()}
+    )
     train.pd.DataFrame([{"epoch": 1}]).to_csv(path + ".csv")
 
 
@@ -93,8 +117,14 @@ def in_child(run_dir: str, kill: tuple[str, int] | None) -> int:
         try:
             if kill:
                 die_at(*kill)
-            train.fit(vaelib.build_model(TINY), synthetic_splits(), TINY, run_dir=run_dir, resume=True,
-                      progress=False)
+            train.fit(
+                vaelib.build_model(TINY),
+                synthetic_splits(),
+                TINY,
+                run_dir=run_dir,
+                resume=True,
+                progress=False,
+            )
         except BaseException:
             traceback.print_exc()  # to the parent's stderr, which the test shows
             os._exit(1)
@@ -110,15 +140,22 @@ def kill_scenarios(out: str, scenarios: list) -> dict:
         run_dir = os.path.join(out, name)
         killed = in_child(run_dir, (kind, n))
         resumed = in_child(run_dir, None)
-        report[name] = {"killed": os.WIFSIGNALED(killed) and os.WTERMSIG(killed) == signal.SIGKILL,
-                        "resumed": resumed}
+        report[name] = {
+            "killed": os.WIFSIGNALED(killed)
+            and os.WTERMSIG(killed) == signal.SIGKILL,
+            "resumed": resumed,
+        }
     return report
 
 
 def tiny_book_models() -> list:
     """Three models of `python -m vaelib`'s kind, small enough to train in a second each."""
-    tiny = vaelib.VAEConfig.recommended(epochs=1, hidden_dims=(16,), device="cpu")
-    return [book.BookModel(f"tiny-seed{s}", tiny.replace(seed=s)) for s in range(3)]
+    tiny = vaelib.VAEConfig.recommended(
+        epochs=1, hidden_dims=(16,), device="cpu"
+    )
+    return [
+        book.BookModel(f"tiny-seed{s}", tiny.replace(seed=s)) for s in range(3)
+    ]
 
 
 if __name__ == "__main__":

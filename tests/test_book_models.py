@@ -10,9 +10,15 @@ from vaelib.book import BookModel
 def test_every_book_model_is_distinct_and_named_once():
     entries = book.models()
     assert len({e.name for e in entries}) == len(entries)
-    assert len({(e.config.key(), e.exclude, e.dataset) for e in entries}) == len(entries)
-    assert {book.beta_vae(b).key() for b in book.BETAS} <= {e.config.key() for e in entries}
-    assert book.SEED == book.ablation(batch_norm=True, dropout=True)  # ch. 1's model is one of the ablations
+    assert len(
+        {(e.config.key(), e.exclude, e.dataset) for e in entries}
+    ) == len(entries)
+    assert {book.beta_vae(b).key() for b in book.BETAS} <= {
+        e.config.key() for e in entries
+    }
+    assert book.SEED == book.ablation(
+        batch_norm=True, dropout=True
+    )  # ch. 1's model is one of the ablations
 
 
 def test_mitigation_names_are_checked():
@@ -23,12 +29,16 @@ def test_mitigation_names_are_checked():
 
 
 def test_train_missing_trains_in_parallel_once(tmp_path):
-    tiny = vaelib.VAEConfig.recommended(epochs=1, hidden_dims=(16,), device="cpu")
+    tiny = vaelib.VAEConfig.recommended(
+        epochs=1, hidden_dims=(16,), device="cpu"
+    )
     entries = [BookModel("a", tiny), BookModel("b", tiny, exclude=(3,))]
     trained = book.train_missing(entries, jobs=2, cache_dir=tmp_path)
     assert sorted(name for name, _, fresh in trained if fresh) == ["a", "b"]
     assert len(list(tmp_path.glob("*/done.json"))) == 2
-    assert book.train_missing(entries, jobs=2, cache_dir=tmp_path) == []  # everything cached now
+    assert (
+        book.train_missing(entries, jobs=2, cache_dir=tmp_path) == []
+    )  # everything cached now
 
 
 def test_command_line_refuses_zero_jobs(capsys):

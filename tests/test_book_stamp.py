@@ -23,10 +23,14 @@ def project(tmp_path):
     notebook = tmp_path / "notebooks" / "01_first_vae.ipynb"
     shutil.copy(ROOT / "notebooks" / notebook.name, notebook)
     executed = json.loads(notebook.read_text())
-    for i, cell in enumerate(c for c in executed["cells"] if c["cell_type"] == "code"):
+    for i, cell in enumerate(
+        c for c in executed["cells"] if c["cell_type"] == "code"
+    ):
         cell["execution_count"], cell["outputs"] = i + 1, []
     book_stamp.executed_copy(notebook, tmp_path).parent.mkdir(parents=True)
-    book_stamp.executed_copy(notebook, tmp_path).write_text(json.dumps(executed))
+    book_stamp.executed_copy(notebook, tmp_path).write_text(
+        json.dumps(executed)
+    )
     return tmp_path, notebook
 
 
@@ -35,16 +39,24 @@ def test_a_chapter_is_fresh_until_it_or_the_library_changes(project):
     assert not book_stamp.fresh(notebook, root)  # no build recorded yet
     book_stamp.write(root)
     assert book_stamp.fresh(notebook, root)
-    for changed in (notebook, root / "vaelib" / "train.py", root / "vaelib" / "static" / "explorer.js",
-                    root / "_config.yml"):
+    for changed in (
+        notebook,
+        root / "vaelib" / "train.py",
+        root / "vaelib" / "static" / "explorer.js",
+        root / "_config.yml",
+    ):
         text = changed.read_bytes()
         changed.write_bytes(text + b"\n")
         assert not book_stamp.fresh(notebook, root), changed.name
         changed.write_bytes(text)
     assert book_stamp.fresh(notebook, root)
-    (root / "bench" / "results" / "explorer_speed.csv").write_text("measured from the built pages\n")
+    (root / "bench" / "results" / "explorer_speed.csv").write_text(
+        "measured from the built pages\n"
+    )
     assert book_stamp.fresh(notebook, root)  # no chapter reads it
-    (root / "bench" / "results" / "train_speed.csv").write_text("the appendix reads this\n")
+    (root / "bench" / "results" / "train_speed.csv").write_text(
+        "the appendix reads this\n"
+    )
     assert not book_stamp.fresh(notebook, root)
 
 
@@ -55,9 +67,18 @@ def test_an_error_or_an_unexecuted_cell_in_the_built_copy_fails(project):
     book_stamp.check_executed(notebook, root)
     broken = json.loads(copy.read_text())
     code = [c for c in broken["cells"] if c["cell_type"] == "code"]
-    code[3]["outputs"] = [{"output_type": "error", "ename": "AssertionError", "evalue": "claim", "traceback": []}]
+    code[3]["outputs"] = [
+        {
+            "output_type": "error",
+            "ename": "AssertionError",
+            "evalue": "claim",
+            "traceback": [],
+        }
+    ]
     copy.write_text(json.dumps(broken))
-    with pytest.raises(AssertionError, match="code cell 4 raised AssertionError: claim"):
+    with pytest.raises(
+        AssertionError, match="code cell 4 raised AssertionError: claim"
+    ):
         book_stamp.check_executed(notebook, root)
     code[3]["outputs"], code[5]["execution_count"] = [], None
     copy.write_text(json.dumps(broken))
@@ -65,5 +86,7 @@ def test_an_error_or_an_unexecuted_cell_in_the_built_copy_fails(project):
         book_stamp.write(root)
     copy.write_text(json.dumps(clean))
     copy.unlink()
-    with pytest.raises(AssertionError, match="did not execute 01_first_vae.ipynb"):
+    with pytest.raises(
+        AssertionError, match="did not execute 01_first_vae.ipynb"
+    ):
         book_stamp.check_executed(notebook, root)

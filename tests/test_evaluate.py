@@ -14,18 +14,35 @@ from vaelib.evaluate import active_units, iwae_bound, posterior_stats
 @pytest.fixture(scope="module")
 def tiny_vae():
     """A 4-pixel VAE with a 1-D latent, in float64: small enough to integrate log p(x) on a grid."""
-    config = vaelib.VAEConfig(input_shape=(1, 2, 2), hidden_dims=(8,), latent_dim=1, batch_norm=False,
-                              dropout=0.0, device="cpu")
+    config = vaelib.VAEConfig(
+        input_shape=(1, 2, 2),
+        hidden_dims=(8,),
+        latent_dim=1,
+        batch_norm=False,
+        dropout=0.0,
+        device="cpu",
+    )
     model = vaelib.build_model(config).double().eval()
-    with torch.no_grad():  # sharpen the decoder so that log p(x|z) really depends on z
+    with (
+        torch.no_grad()
+    ):  # sharpen the decoder so that log p(x|z) really depends on z
         model.to_logits.weight.mul_(6.0)
-    x = torch.rand(6, 1, 2, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    x = torch.rand(
+        6,
+        1,
+        2,
+        2,
+        generator=torch.Generator().manual_seed(1),
+        dtype=torch.float64,
+    )
     return model, x
 
 
 def grid(n=20_001, limit=12.0):
     z = torch.linspace(-limit, limit, n, dtype=torch.float64)
-    log_dz = torch.full((n,), math.log(2 * limit / (n - 1)), dtype=torch.float64)
+    log_dz = torch.full(
+        (n,), math.log(2 * limit / (n - 1)), dtype=torch.float64
+    )
     log_dz[[0, -1]] -= math.log(2.0)  # trapezoid rule
     return z, log_dz
 
@@ -35,13 +52,17 @@ def log_px_given_z_on_grid(model, x, z):
     """log p(x|z) for every image (rows) and grid point (columns), with torch's own BCE."""
     logits = model.decode_logits(z[:, None])  # (G, 4)
     xs = x.reshape(len(x), 1, -1).expand(-1, len(z), -1)
-    return -F.binary_cross_entropy_with_logits(logits.expand(len(x), -1, -1), xs, reduction="none").sum(-1)
+    return -F.binary_cross_entropy_with_logits(
+        logits.expand(len(x), -1, -1), xs, reduction="none"
+    ).sum(-1)
 
 
 def log_marginal(model, x):
     z, log_dz = grid()
     log_prior = torch.distributions.Normal(0.0, 1.0).log_prob(z)
-    return torch.logsumexp(log_px_given_z_on_grid(model, x, z) + log_prior + log_dz, dim=1)
+    return torch.logsumexp(
+        log_px_given_z_on_grid(model, x, z) + log_prior + log_dz, dim=1
+    )
 
 
 def elbo(model, x):
@@ -49,10 +70,14 @@ def elbo(model, x):
     z, log_dz = grid()
     with torch.no_grad():
         mu, logvar = model.encode(x)
-    q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))  # (N, 1) broadcasts against the grid
+    q = torch.distributions.Normal(
+        mu, torch.exp(0.5 * logvar)
+    )  # (N, 1) broadcasts against the grid
     weights = torch.exp(q.log_prob(z[None, :]) + log_dz)
     expected = (weights * log_px_given_z_on_grid(model, x, z)).sum(1)
-    kl = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).sum(1)
+    kl = torch.distributions.kl_divergence(
+        q, torch.distributions.Normal(0.0, 1.0)
+    ).sum(1)
     return expected - kl
 
 
@@ -67,7 +92,9 @@ def test_iwae_with_many_samples_reaches_the_integrated_log_marginal(tiny_vae):
 def test_iwae_bound_rises_with_k_from_the_elbo_towards_log_px(tiny_vae):
     model, x = tiny_vae
     truth, lower = log_marginal(model, x), elbo(model, x)
-    assert torch.all(lower < truth - 0.05)  # the gap must be visible for the test to mean anything
+    assert torch.all(
+        lower < truth - 0.05
+    )  # the gap must be visible for the test to mean anything
     repeats = 400
     xs = x.repeat(repeats, 1, 1, 1)
     means, ses = [], []
@@ -76,7 +103,11 @@ def test_iwae_bound_rises_with_k_from_the_elbo_towards_log_px(tiny_vae):
         means.append(b.mean(0))
         ses.append(b.std(0) / math.sqrt(repeats))
     # k = 1 is an unbiased estimate of the ELBO
-    assert torch.all((means[0] - lower).abs() < 4 * ses[0]), (means[0], lower, ses[0])
+    assert torch.all((means[0] - lower).abs() < 4 * ses[0]), (
+        means[0],
+        lower,
+        ses[0],
+    )
     # each larger k is higher in expectation, and never above log p(x)
     for small_k, large_k, se in zip(means, means[1:], ses):
         assert torch.all(large_k > small_k - 4 * se)
@@ -87,11 +118,18 @@ def test_iwae_bound_rises_with_k_from_the_elbo_towards_log_px(tiny_vae):
 def test_iwae_of_a_trained_mnist_model_is_above_its_elbo(mnist):
     config = vaelib.VAEConfig.recommended(latent_dim=5, epochs=1, device="cpu")
     model = vaelib.build_model(config)
-    vaelib.fit(model, type(mnist)(mnist.val, mnist.val, mnist.test, "t"), config, progress=False)
+    vaelib.fit(
+        model,
+        type(mnist)(mnist.val, mnist.val, mnist.test, "t"),
+        config,
+        progress=False,
+    )
     x = mnist.test.images[:200]
     terms = vaelib.per_image_terms(model, x)
     b1, b50 = iwae_bound(model, x, k=1), iwae_bound(model, x, k=50)
-    diff = b1 + terms.recon + terms.kl  # both estimate the ELBO per image, from independent samples
+    diff = (
+        b1 + terms.recon + terms.kl
+    )  # both estimate the ELBO per image, from independent samples
     assert diff.mean().abs() < 4 * diff.std() / len(x) ** 0.5
     assert (b50 - b1).mean() > 0.5
 
@@ -104,25 +142,40 @@ def test_iwae_rejects_a_bad_k(tiny_vae):
 
 def test_active_units_match_numpy_variances():
     g = torch.Generator().manual_seed(0)
-    means = torch.randn(500, 4, generator=g) * torch.tensor([1.0, 0.05, 0.3, 0.0])
+    means = torch.randn(500, 4, generator=g) * torch.tensor(
+        [1.0, 0.05, 0.3, 0.0]
+    )
     expected = np.var(means.numpy().astype(np.float64), axis=0, ddof=1) > 0.01
-    assert active_units(means).tolist() == expected.tolist() == [True, False, True, False]
+    assert (
+        active_units(means).tolist()
+        == expected.tolist()
+        == [True, False, True, False]
+    )
     with pytest.raises(ValueError, match="shape"):
         active_units(torch.zeros(1, 3))
 
 
 def test_posterior_stats_agree_with_torch_distributions():
-    model = vaelib.build_model(vaelib.VAEConfig(latent_dim=3, device="cpu")).eval()
+    model = vaelib.build_model(
+        vaelib.VAEConfig(latent_dim=3, device="cpu")
+    ).eval()
     x = torch.rand(50, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     means, kl_per_dim = posterior_stats(model, x, batch_size=16)
     with torch.no_grad():
         mu, logvar = model.encode(x)
     q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
-    reference = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).mean(0)
-    assert torch.allclose(means, mu) and torch.allclose(kl_per_dim, reference, atol=1e-5)
+    reference = torch.distributions.kl_divergence(
+        q, torch.distributions.Normal(0.0, 1.0)
+    ).mean(0)
+    assert torch.allclose(means, mu) and torch.allclose(
+        kl_per_dim, reference, atol=1e-5
+    )
 
 
-
-def test_iwae_in_small_chunks_reaches_the_integrated_log_marginal_too(tiny_vae):
+def test_iwae_in_small_chunks_reaches_the_integrated_log_marginal_too(
+    tiny_vae,
+):
     model, x = tiny_vae
-    assert torch.allclose(iwae_bound(model, x, k=20_000), log_marginal(model, x), atol=0.01)  # default blocks
+    assert torch.allclose(
+        iwae_bound(model, x, k=20_000), log_marginal(model, x), atol=0.01
+    )  # default blocks

@@ -22,36 +22,61 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fault_child import STEPS_PER_EPOCH, TINY, synthetic_splits  # noqa: E402
 
 CHILD = Path(__file__).parent / "fault_child.py"
-LIBRARY_ERRORS = (vaelib.CheckpointError, vaelib.CheckpointWriteError, vaelib.CacheError, DataCorruptError)
+LIBRARY_ERRORS = (
+    vaelib.CheckpointError,
+    vaelib.CheckpointWriteError,
+    vaelib.CacheError,
+    DataCorruptError,
+)
 
 
 def run_child(*args: str) -> subprocess.CompletedProcess:
     """tests/fault_child.py in a process that sees no GPU: it forks, and CUDA does not survive a fork."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run([sys.executable, str(CHILD), *args], capture_output=True, text=True, timeout=300,
-                          env=env, check=True)
+    return subprocess.run(
+        [sys.executable, str(CHILD), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=True,
+    )
 
 
 def run_state(run_dir: Path) -> dict:
     """Everything a finished run leaves: best and last weights, optimizer state, metrics without timings."""
     best = torch.load(run_dir / "best.pt", weights_only=True)
     last = torch.load(run_dir / "last.pt", weights_only=True)
-    metrics = pd.read_csv(run_dir / "metrics.csv").drop(columns=["train_seconds", "seconds"])
-    return {"best": best["model"], "best_epoch": best["epoch"], "last": last["model"],
-            "adam": last["optimizer"]["state"], "metrics": metrics, "counters": {
-                k: last[k] for k in ("epoch", "best_val", "best_epoch", "bad_epochs")}}
+    metrics = pd.read_csv(run_dir / "metrics.csv").drop(
+        columns=["train_seconds", "seconds"]
+    )
+    return {
+        "best": best["model"],
+        "best_epoch": best["epoch"],
+        "last": last["model"],
+        "adam": last["optimizer"]["state"],
+        "metrics": metrics,
+        "counters": {
+            k: last[k]
+            for k in ("epoch", "best_val", "best_epoch", "bad_epochs")
+        },
+    }
 
 
 def assert_same_run(a: dict, b: dict) -> None:
     for key in ("best", "last"):
         assert a[key].keys() == b[key].keys()
         for name in a[key]:
-            assert torch.equal(a[key][name], b[key][name]), f"{key} weights {name} differ"
+            assert torch.equal(a[key][name], b[key][name]), (
+                f"{key} weights {name} differ"
+            )
     for i in a["adam"]:
         for name in ("exp_avg", "exp_avg_sq"):
             assert torch.equal(a["adam"][i][name], b["adam"][i][name])
     pd.testing.assert_frame_equal(a["metrics"], b["metrics"], check_exact=True)
-    assert a["counters"] == b["counters"] and a["best_epoch"] == b["best_epoch"]
+    assert (
+        a["counters"] == b["counters"] and a["best_epoch"] == b["best_epoch"]
+    )
 
 
 # --- SIGKILL anywhere, then resume: bit-identical to a run never interrupted -------------------
@@ -61,10 +86,18 @@ def kill_points() -> list:
     """Five kills at random training steps and renames, two between checkpoint writes, one before the last metrics."""
     rng = random.Random(20261126)
     steps = TINY.epochs * STEPS_PER_EPOCH
-    points = [(f"step{n}", "step", n) for n in sorted(rng.sample(range(2, steps), 3))]
-    points += [(f"rename{n}", "rename", n) for n in sorted(rng.sample(range(1, 3 * TINY.epochs), 2))]
-    points += [("after-best.pt-epoch1", "after_save", 1), ("after-save3", "after_save", 3),
-               ("last-metrics.csv", "metrics", TINY.epochs)]  # last.pt final, metrics.csv one epoch behind
+    points = [
+        (f"step{n}", "step", n) for n in sorted(rng.sample(range(2, steps), 3))
+    ]
+    points += [
+        (f"rename{n}", "rename", n)
+        for n in sorted(rng.sample(range(1, 3 * TINY.epochs), 2))
+    ]
+    points += [
+        ("after-best.pt-epoch1", "after_save", 1),
+        ("after-save3", "after_save", 3),
+        ("last-metrics.csv", "metrics", TINY.epochs),
+    ]  # last.pt final, metrics.csv one epoch behind
     return points
 
 
@@ -76,30 +109,47 @@ def test_sigkill_at_any_point_then_rerun_gives_the_uninterrupted_run(tmp_path):
     reference = run_state(tmp_path / "reference")
     assert reference["counters"]["epoch"] == TINY.epochs
     for name, _, _ in points:
-        assert report[name] == {"killed": True, "resumed": 0}, (name, child.stderr)
+        assert report[name] == {"killed": True, "resumed": 0}, (
+            name,
+            child.stderr,
+        )
         assert_same_run(run_state(tmp_path / name), reference)
-        assert not list((tmp_path / name).glob(".*.tmp")), "a killed write left its temp file behind"
+        assert not list((tmp_path / name).glob(".*.tmp")), (
+            "a killed write left its temp file behind"
+        )
 
 
 # --- a crash between best.pt and last.pt, then a replay that is not bit-identical ----------------
 
 
-def test_crash_between_checkpoint_writes_keeps_best_weights_and_score_together(tmp_path, monkeypatch):
+def test_crash_between_checkpoint_writes_keeps_best_weights_and_score_together(
+    tmp_path, monkeypatch
+):
     splits, config = synthetic_splits(), TINY.replace(epochs=4)
     real_save = train.save_checkpoint
 
     def crash_after_best_of_epoch2(path, state):
         real_save(path, state)
         if Path(path).name == "best.pt" and state["epoch"] == 2:
-            raise KeyboardInterrupt("simulated crash between the two checkpoint writes")
+            raise KeyboardInterrupt(
+                "simulated crash between the two checkpoint writes"
+            )
 
     monkeypatch.setattr(train, "save_checkpoint", crash_after_best_of_epoch2)
     with pytest.raises(KeyboardInterrupt):
-        vaelib.fit(vaelib.build_model(config), splits, config, run_dir=tmp_path, progress=False)
+        vaelib.fit(
+            vaelib.build_model(config),
+            splits,
+            config,
+            run_dir=tmp_path,
+            progress=False,
+        )
     monkeypatch.setattr(train, "save_checkpoint", real_save)
     real_epoch = train.train_epoch
 
-    def replay_that_differs(model, *args, **kwargs):  # e.g. another thread count: here, much worse weights
+    def replay_that_differs(
+        model, *args, **kwargs
+    ):  # e.g. another thread count: here, much worse weights
         out = real_epoch(model, *args, **kwargs)
         with torch.no_grad():
             for p in model.parameters():
@@ -108,11 +158,18 @@ def test_crash_between_checkpoint_writes_keeps_best_weights_and_score_together(t
 
     monkeypatch.setattr(train, "train_epoch", replay_that_differs)
     model = vaelib.build_model(config)
-    result = vaelib.fit(model, splits, config, run_dir=tmp_path, resume=True, progress=False)
-    score = vaelib.evaluate(model, splits.val.images, config.beta, seed=config.seed)["loss"]
+    result = vaelib.fit(
+        model, splits, config, run_dir=tmp_path, resume=True, progress=False
+    )
+    score = vaelib.evaluate(
+        model, splits.val.images, config.beta, seed=config.seed
+    )["loss"]
     assert score == pytest.approx(result.best_val_loss, rel=1e-6, abs=0)
     best = vaelib.load_checkpoint(tmp_path / "best.pt")
-    assert (best["epoch"], best["val_loss"]) == (result.best_epoch, result.best_val_loss)
+    assert (best["epoch"], best["val_loss"]) == (
+        result.best_epoch,
+        result.best_val_loss,
+    )
 
 
 # --- every file of a cached run damaged in turn: the cache heals ---------------------------------
@@ -134,32 +191,50 @@ def damage(path: Path, how: str, rng: random.Random) -> None:
     else:  # one bit of one digit: the file stays valid JSON, CSV or zip, with another number in it
         digits = [i for i, b in enumerate(data) if 0x32 <= b <= 0x39]
         i = rng.choice(digits)
-        path.write_bytes(data[:i] + bytes([data[i] ^ 1]) + data[i + 1:])
+        path.write_bytes(data[:i] + bytes([data[i] ^ 1]) + data[i + 1 :])
 
 
 @pytest.fixture(scope="module")
 def cached_reference(tmp_path_factory):
     folder = tmp_path_factory.mktemp("reference-cache")
-    model, result = vaelib.train_or_load(TINY, synthetic_splits(), folder, progress=False)
+    model, result = vaelib.train_or_load(
+        TINY, synthetic_splits(), folder, progress=False
+    )
     assert result.trained
     return model.state_dict(), result.best_val_loss
 
 
-@pytest.mark.parametrize("how", ["delete", "empty", "truncate", "flip", "digit"])
+@pytest.mark.parametrize(
+    "how", ["delete", "empty", "truncate", "flip", "digit"]
+)
 @pytest.mark.parametrize("name", cache.RUN_FILES)
-def test_a_damaged_cached_file_is_healed_by_retraining(tmp_path, cached_reference, name, how):
+def test_a_damaged_cached_file_is_healed_by_retraining(
+    tmp_path, cached_reference, name, how
+):
     splits = synthetic_splits()
     vaelib.train_or_load(TINY, splits, tmp_path, progress=False)
-    damage(vaelib.run_dir_for(TINY, splits, tmp_path) / name, how, random.Random(f"{name}{how}"))
+    damage(
+        vaelib.run_dir_for(TINY, splits, tmp_path) / name,
+        how,
+        random.Random(f"{name}{how}"),
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model, result = vaelib.train_or_load(TINY, splits, tmp_path, progress=False)
+        model, result = vaelib.train_or_load(
+            TINY, splits, tmp_path, progress=False
+        )
     weights, best_val = cached_reference
     assert all(torch.equal(model.state_dict()[k], weights[k]) for k in weights)
     assert result.best_val_loss == best_val
-    if name != "done.json":  # without done.json the run is unfinished and simply resumes from last.pt
-        assert result.trained and any("Retraining" in str(w.message) for w in caught)
-    again, second = vaelib.train_or_load(TINY, splits, tmp_path, progress=False)  # healed for good
+    if (
+        name != "done.json"
+    ):  # without done.json the run is unfinished and simply resumes from last.pt
+        assert result.trained and any(
+            "Retraining" in str(w.message) for w in caught
+        )
+    again, second = vaelib.train_or_load(
+        TINY, splits, tmp_path, progress=False
+    )  # healed for good
     assert not second.trained
 
 
@@ -169,14 +244,24 @@ def test_a_build_counts_a_damaged_cached_run_as_missing(tmp_path, name):
     vaelib.train_or_load(TINY, splits, tmp_path, progress=False)
     run_dir = vaelib.run_dir_for(TINY, splits, tmp_path)
     assert cache.is_cached(run_dir)
-    damage(run_dir / name, "digit", random.Random(name))  # `python -m vaelib` retrains what this rejects
+    damage(
+        run_dir / name, "digit", random.Random(name)
+    )  # `python -m vaelib` retrains what this rejects
     assert not cache.is_cached(run_dir)
 
 
-def test_a_damaged_last_checkpoint_of_an_unfinished_run_is_healed(tmp_path, cached_reference):
+def test_a_damaged_last_checkpoint_of_an_unfinished_run_is_healed(
+    tmp_path, cached_reference
+):
     splits = synthetic_splits()
     run_dir = vaelib.run_dir_for(TINY, splits, tmp_path)
-    vaelib.fit(vaelib.build_model(TINY), splits, TINY.replace(epochs=2), run_dir=run_dir, progress=False)
+    vaelib.fit(
+        vaelib.build_model(TINY),
+        splits,
+        TINY.replace(epochs=2),
+        run_dir=run_dir,
+        progress=False,
+    )
     damage(run_dir / "last.pt", "truncate", random.Random(0))
     with pytest.warns(UserWarning, match="Retraining"):
         model, _ = vaelib.train_or_load(TINY, splits, tmp_path, progress=False)
@@ -190,15 +275,28 @@ def test_a_damaged_last_checkpoint_of_an_unfinished_run_is_healed(tmp_path, cach
 FLIPS = 200
 
 
-@pytest.mark.parametrize("stem", ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "train-images-idx3-ubyte",
-                                  "train-labels-idx1-ubyte"])
-def test_random_byte_flips_in_an_idx_file_give_the_librarys_own_error(tmp_path, stem):
-    images, labels = find_idx_files("train" if stem.startswith("train") else "test")
+@pytest.mark.parametrize(
+    "stem",
+    [
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+    ],
+)
+def test_random_byte_flips_in_an_idx_file_give_the_librarys_own_error(
+    tmp_path, stem
+):
+    images, labels = find_idx_files(
+        "train" if stem.startswith("train") else "test"
+    )
     source = images if "images" in stem else labels
     data, original = source.read_bytes(), read_idx(source)
     assert source.suffix == ".gz"
     rng = random.Random(stem)
-    flips = [(rng.randrange(len(data)), 1 << rng.randrange(8)) for _ in range(FLIPS)]
+    flips = [
+        (rng.randrange(len(data)), 1 << rng.randrange(8)) for _ in range(FLIPS)
+    ]
 
     def read_flipped(flip: tuple[int, int]) -> int:
         """0 if the library refused the damaged file, 1 if it read back exactly the original data."""
@@ -216,10 +314,14 @@ def test_random_byte_flips_in_an_idx_file_give_the_librarys_own_error(tmp_path, 
             target.unlink()
         # a flip gzip cannot see changes no data: the header's time stamp, extra flags or OS byte,
         # padding bits, or a code length of a symbol the stream never uses. The data must be exact.
-        assert result.shape == original.shape and (result == original).all(), f"flip at byte {i} read as data"
+        assert result.shape == original.shape and (result == original).all(), (
+            f"flip at byte {i} read as data"
+        )
         return 1
 
-    with ThreadPoolExecutor(2) as pool:  # zlib releases the GIL while it inflates
+    with ThreadPoolExecutor(
+        2
+    ) as pool:  # zlib releases the GIL while it inflates
         harmless = sum(pool.map(read_flipped, flips))
     assert harmless < FLIPS // 4  # nearly every flip is caught
 
@@ -229,86 +331,157 @@ def test_random_byte_flips_in_an_idx_file_give_the_librarys_own_error(tmp_path, 
 
 def test_two_model_builds_started_together_train_each_model_once(tmp_path):
     args = [sys.executable, str(CHILD), "concurrent", str(tmp_path)]
-    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
-    lines = [line for out, _ in outputs for line in out.splitlines() if line.startswith("[")]
+    lines = [
+        line
+        for out, _ in outputs
+        for line in out.splitlines()
+        if line.startswith("[")
+    ]
     trained = sorted(line.split()[2] for line in lines if "] trained " in line)
-    assert trained == ["tiny-seed0", "tiny-seed1", "tiny-seed2"], lines  # each once, by one of the two
+    assert trained == ["tiny-seed0", "tiny-seed1", "tiny-seed2"], (
+        lines
+    )  # each once, by one of the two
     assert len(lines) == 6  # the other process loaded it
     for done in tmp_path.glob("*/done.json"):
         assert len(pd.read_csv(done.parent / "metrics.csv")) == 1
     assert len(list(tmp_path.glob("*/done.json"))) == 3
 
 
-def test_a_failed_write_gives_a_clear_error_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+def test_a_failed_write_gives_a_clear_error_and_keeps_the_previous_checkpoint(
+    tmp_path, monkeypatch
+):
     splits = synthetic_splits()
-    vaelib.fit(vaelib.build_model(TINY), splits, TINY.replace(epochs=2), run_dir=tmp_path, progress=False)
-    before = {name: (tmp_path / name).read_bytes() for name in ("best.pt", "last.pt", "metrics.csv")}
+    vaelib.fit(
+        vaelib.build_model(TINY),
+        splits,
+        TINY.replace(epochs=2),
+        run_dir=tmp_path,
+        progress=False,
+    )
+    before = {
+        name: (tmp_path / name).read_bytes()
+        for name in ("best.pt", "last.pt", "metrics.csv")
+    }
 
     def disk_full(state, path):
         Path(path).write_bytes(b"half a checkpoint")
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(checkpoint.torch, "save", disk_full)
-    with pytest.raises(vaelib.CheckpointWriteError, match="No space left on device.*previous version.*intact"):
-        vaelib.fit(vaelib.build_model(TINY), splits, TINY.replace(epochs=3), run_dir=tmp_path, resume=True,
-                   progress=False)
+    with pytest.raises(
+        vaelib.CheckpointWriteError,
+        match="No space left on device.*previous version.*intact",
+    ):
+        vaelib.fit(
+            vaelib.build_model(TINY),
+            splits,
+            TINY.replace(epochs=3),
+            run_dir=tmp_path,
+            resume=True,
+            progress=False,
+        )
     monkeypatch.undo()
     assert {name: (tmp_path / name).read_bytes() for name in before} == before
     assert not list(tmp_path.glob(".*.tmp"))
-    vaelib.fit(vaelib.build_model(TINY), splits, TINY.replace(epochs=3), run_dir=tmp_path, resume=True,
-               progress=False)  # and the run goes on from there
+    vaelib.fit(
+        vaelib.build_model(TINY),
+        splits,
+        TINY.replace(epochs=3),
+        run_dir=tmp_path,
+        resume=True,
+        progress=False,
+    )  # and the run goes on from there
     assert vaelib.load_checkpoint(tmp_path / "last.pt")["epoch"] == 3
 
 
 def test_a_cache_folder_that_cannot_be_created_gives_a_clear_error(tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the cache folder should be")
-    with pytest.raises(vaelib.CacheError, match="Cannot create the model cache folder.*VAELIB_CACHE_DIR"):
-        vaelib.train_or_load(TINY, synthetic_splits(), blocker / "models", progress=False)
+    with pytest.raises(
+        vaelib.CacheError,
+        match="Cannot create the model cache folder.*VAELIB_CACHE_DIR",
+    ):
+        vaelib.train_or_load(
+            TINY, synthetic_splits(), blocker / "models", progress=False
+        )
 
 
-def test_waiting_for_another_trainer_times_out_with_a_clear_error(tmp_path, monkeypatch):
+def test_waiting_for_another_trainer_times_out_with_a_clear_error(
+    tmp_path, monkeypatch
+):
     from filelock import FileLock
 
     run_dir = vaelib.run_dir_for(TINY, synthetic_splits(), tmp_path)
     monkeypatch.setenv(cache.LOCK_TIMEOUT_ENV, "0.2")
     with FileLock(f"{run_dir}.lock"):
-        with pytest.raises(vaelib.CacheError, match="Waited 0 s for another process.*VAELIB_LOCK_TIMEOUT"):
-            vaelib.train_or_load(TINY, synthetic_splits(), tmp_path, progress=False)
+        with pytest.raises(
+            vaelib.CacheError,
+            match="Waited 0 s for another process.*VAELIB_LOCK_TIMEOUT",
+        ):
+            vaelib.train_or_load(
+                TINY, synthetic_splits(), tmp_path, progress=False
+            )
 
 
 # --- what keys and names the cache, what fit accepts, what importing vaelib does -----------------
 
 
-def test_cache_folder_changes_with_the_training_code_and_names_what_sets_a_run_apart(tmp_path, monkeypatch, mnist):
+def test_cache_folder_changes_with_the_training_code_and_names_what_sets_a_run_apart(
+    tmp_path, monkeypatch, mnist
+):
     splits = synthetic_splits()
     before = vaelib.run_dir_for(TINY, splits, tmp_path)
-    monkeypatch.setattr(cache, "training_code_hash", lambda: "an edited train.py")
+    monkeypatch.setattr(
+        cache, "training_code_hash", lambda: "an edited train.py"
+    )
     assert vaelib.run_dir_for(TINY, splits, tmp_path) != before
-    assert {"model.py", "losses.py", "train.py", "likelihoods.py"} <= set(cache.TRAINING_SOURCES)
-    names = {e.name: vaelib.run_dir_for(e.config, e.splits(mnist), tmp_path).name for e in vaelib.book.models()
-             if e.dataset == "MNIST"}
+    assert {"model.py", "losses.py", "train.py", "likelihoods.py"} <= set(
+        cache.TRAINING_SOURCES
+    )
+    names = {
+        e.name: vaelib.run_dir_for(e.config, e.splits(mnist), tmp_path).name
+        for e in vaelib.book.models()
+        if e.dataset == "MNIST"
+    }
     assert names["beta4-seed1"].startswith("latent10-beta4-seed1-e12-")
-    assert names["free-bits-seed2"].startswith("latent10-beta4-seed2-e12-freebits0.5-")
-    assert names["without-8-seed0"].startswith("latent20-beta1-seed0-e12-without8-")
-    assert names["discretized-logistic-seed0"].startswith("latent20-beta1-seed0-e12-logistic2-")
-    assert names["ablation-bn0-dropout1-seed2"].startswith("latent2-beta1-seed2-e12-h256x128-drop0.2-lr0.001-")
+    assert names["free-bits-seed2"].startswith(
+        "latent10-beta4-seed2-e12-freebits0.5-"
+    )
+    assert names["without-8-seed0"].startswith(
+        "latent20-beta1-seed0-e12-without8-"
+    )
+    assert names["discretized-logistic-seed0"].startswith(
+        "latent20-beta1-seed0-e12-logistic2-"
+    )
+    assert names["ablation-bn0-dropout1-seed2"].startswith(
+        "latent2-beta1-seed2-e12-h256x128-drop0.2-lr0.001-"
+    )
     assert names["recipe-latent20"].startswith("latent20-beta1-seed0-e60-")
 
 
-def test_training_code_hash_follows_every_training_source(tmp_path, monkeypatch):
+def test_training_code_hash_follows_every_training_source(
+    tmp_path, monkeypatch
+):
     package = tmp_path / "vaelib"
     package.mkdir()
     for name in cache.TRAINING_SOURCES:
-        (package / name).write_bytes((Path(cache.__file__).parent / name).read_bytes())
+        (package / name).write_bytes(
+            (Path(cache.__file__).parent / name).read_bytes()
+        )
     monkeypatch.setattr(cache, "__file__", str(package / "cache.py"))
     original = cache.training_code_hash()
     for name in cache.TRAINING_SOURCES:
         source = package / name
         text = source.read_bytes()
-        source.write_bytes(text + b"\n# an edit\n")
+        source.write_bytes(text + b"\nEDITED = 1\n")  # a statement: retrain
         assert cache.training_code_hash() != original, name
         source.write_bytes(text)
     assert cache.training_code_hash() == original
@@ -316,25 +489,73 @@ def test_training_code_hash_follows_every_training_source(tmp_path, monkeypatch)
 
 def test_fit_refuses_too_few_images_and_channels_last_input(mnist):
     splits = synthetic_splits()
-    one = vaelib.Splits(vaelib.Split(splits.train.images[:1], splits.train.labels[:1]), splits.val, splits.test, "x")
+    one = vaelib.Splits(
+        vaelib.Split(splits.train.images[:1], splits.train.labels[:1]),
+        splits.val,
+        splits.test,
+        "x",
+    )
     with pytest.raises(ValueError, match="at least 2 training images.*got 1"):
         vaelib.fit(vaelib.build_model(TINY), one, TINY, progress=False)
     x = mnist.val.images[:64]
     last = vaelib.Split(x.permute(0, 2, 3, 1), mnist.val.labels[:64])
     config = vaelib.VAEConfig(epochs=1, device="cpu")
-    with pytest.raises(ValueError, match=r"channels-last: use images.permute\(0, 3, 1, 2\)"):
-        vaelib.fit(vaelib.build_model(config), vaelib.Splits(last, last, last, "x"), config, progress=False)
+    with pytest.raises(
+        ValueError, match=r"channels-last: use images.permute\(0, 3, 1, 2\)"
+    ):
+        vaelib.fit(
+            vaelib.build_model(config),
+            vaelib.Splits(last, last, last, "x"),
+            config,
+            progress=False,
+        )
 
 
 def test_importing_vaelib_changes_nothing_in_the_process():
-    code = ("import sys, torch; before = torch.tensor([1e-40]).mul(1.0).item(); import vaelib; "
-            "print(before == torch.tensor([1e-40]).mul(1.0).item() != 0, 'matplotlib.pyplot' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["True", "False"]  # denormals still kept, no pyplot backend chosen
+    code = (
+        "import sys, torch; before = torch.tensor([1e-40]).mul(1.0).item(); import vaelib; "
+        "print(before == torch.tensor([1e-40]).mul(1.0).item() != 0, 'matplotlib.pyplot' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.split() == [
+        "True",
+        "False",
+    ]  # denormals still kept, no pyplot backend chosen
 
 
 def test_model_builds_use_the_cores_this_process_may_run_on():
-    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
-            "from vaelib.book import available_cores; print(available_cores())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    code = (
+        "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+        "from vaelib.book import available_cores; print(available_cores())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.strip() == "1"
+
+
+def test_layout_comments_and_docstrings_do_not_retrain(tmp_path):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    before, after = tmp_path / "a" / "m.py", tmp_path / "b" / "m.py"
+    before.write_text(
+        'def f(x):\n    """Old docstring."""\n    return x + 1  # one\n'
+    )
+    after.write_text(
+        "def f(x):\n"
+        '    """A new docstring,\n\n    over several lines."""\n'
+        "    # a comment of its own\n"
+        "    return (\n        x\n        + 1\n    )\n"
+    )
+    assert cache.code_hash([before]) == cache.code_hash([after])
+    after.write_text('def f(x):\n    """Old docstring."""\n    return x + 2\n')
+    assert cache.code_hash([before]) != cache.code_hash([after])
+    after.write_text(before.read_text())
+    assert cache.code_hash([before], "2.14") != cache.code_hash([after], "2.15")

@@ -40,7 +40,14 @@ _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
 
 def prose(text: str) -> str:
     """The parts of a Markdown cell that a reader sees as running text."""
-    for pattern in (_FENCE, _DISPLAY_MATH, _INLINE_MATH, _CODE, _DIRECTIVE, _LIST_NUMBER):
+    for pattern in (
+        _FENCE,
+        _DISPLAY_MATH,
+        _INLINE_MATH,
+        _CODE,
+        _DIRECTIVE,
+        _LIST_NUMBER,
+    ):
         text = pattern.sub(" ", text)
     return text
 
@@ -67,26 +74,44 @@ def prose_cells(path: Path) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_no_number_is_typed_into_the_prose(path):
-    found = [(where, n) for where, text in prose_cells(path) for n in typed_numbers(text)]
-    assert not found, (f"{path.name}: numbers typed into the prose {found}. Print or glue them from "
-                       f"the code (myst-nb glue), or take design constants from vaelib.book.")
+    found = [
+        (where, n)
+        for where, text in prose_cells(path)
+        for n in typed_numbers(text)
+    ]
+    assert not found, (
+        f"{path.name}: numbers typed into the prose {found}. Print or glue them from "
+        f"the code (myst-nb glue), or take design constants from vaelib.book."
+    )
 
 
 def test_the_typed_latent_sizes_are_the_books():
     from vaelib import book
 
-    assert book.LATENT_SIZES == (2, 10, 20) and set(book.RECIPE_LATENTS) <= set(book.LATENT_SIZES)
+    assert book.LATENT_SIZES == (2, 10, 20) and set(
+        book.RECIPE_LATENTS
+    ) <= set(book.LATENT_SIZES)
 
 
 def test_every_allowed_phrase_is_used_and_has_a_reason():
     text = "\n".join(t for path in NOTEBOOKS for _, t in prose_cells(path))
     for phrase, reason in ALLOWED.items():
         assert reason, f"allowed phrase {phrase!r} needs a reason"
-        assert re.search(phrase, prose(text)), f"allowed phrase {phrase!r} is no longer used; remove it"
+        assert re.search(phrase, prose(text)), (
+            f"allowed phrase {phrase!r} is no longer used; remove it"
+        )
 
 
-@pytest.mark.parametrize("typed", ["the test −ELBO is 99.66 nats", "about 45 nats", "AUROC 0.91",
-                                   "## What 148 nats means", "trained for 30 epochs"])
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "the test −ELBO is 99.66 nats",
+        "about 45 nats",
+        "AUROC 0.91",
+        "## What 148 nats means",
+        "trained for 30 epochs",
+    ],
+)
 def test_a_typed_number_is_caught(typed):
     assert typed_numbers(typed), typed
 
@@ -94,15 +119,28 @@ def test_a_typed_number_is_caught(typed):
 def test_a_typed_decimal_in_a_real_chapter_fails_the_check(tmp_path):
     nb = json.loads(NOTEBOOKS[0].read_text())
     cell = next(c for c in nb["cells"] if c["cell_type"] == "markdown")
-    cell["source"] = "".join(cell["source"]) + "\nThe seed model reaches 148.69 nats on the test set.\n"
+    cell["source"] = (
+        "".join(cell["source"])
+        + "\nThe seed model reaches 148.69 nats on the test set.\n"
+    )
     copy = tmp_path / NOTEBOOKS[0].name
     copy.write_text(json.dumps(nb))
     with pytest.raises(AssertionError, match="148.69"):
         test_no_number_is_typed_into_the_prose(copy)
 
 
-@pytest.mark.parametrize("fine", ["$784 \\log 2$ nats", "`latent_dim=10`", "{glue}`test_elbo` nats",
-                                  "{cite}`kingma2013auto`", "a 28 × 28 image", "$$\nL_{1000}\n$$",
-                                  "1. First exercise", "float32 and x86"])
+@pytest.mark.parametrize(
+    "fine",
+    [
+        "$784 \\log 2$ nats",
+        "`latent_dim=10`",
+        "{glue}`test_elbo` nats",
+        "{cite}`kingma2013auto`",
+        "a 28 × 28 image",
+        "$$\nL_{1000}\n$$",
+        "1. First exercise",
+        "float32 and x86",
+    ],
+)
 def test_maths_code_roles_and_allowed_phrases_are_not_prose_numbers(fine):
     assert typed_numbers(fine) == [], fine

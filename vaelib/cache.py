@@ -8,6 +8,7 @@ that cannot be read back is retrained, with a warning: the cache heals itself.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -20,7 +21,12 @@ import pandas as pd
 import torch
 from filelock import FileLock, Timeout
 
-from .checkpoint import CheckpointError, atomic_write, file_digest, load_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    atomic_write,
+    file_digest,
+    load_checkpoint,
+)
 from .config import VAEConfig, resolve_device
 from .data import Splits, project_root
 from .model import VAE, build_model
@@ -30,11 +36,24 @@ CACHE_ENV = "VAELIB_CACHE_DIR"
 LOCK_TIMEOUT_ENV = "VAELIB_LOCK_TIMEOUT"  # seconds to wait for another process training the same model
 LOCK_TIMEOUT = 3 * 3600.0
 # The modules whose source decides a trained model's weights (validation picks the best epoch).
-TRAINING_SOURCES = ("config.py", "data.py", "model.py", "losses.py", "likelihoods.py", "train.py", "evaluate.py",
-                    "repro.py")
+TRAINING_SOURCES = (
+    "config.py",
+    "data.py",
+    "model.py",
+    "losses.py",
+    "likelihoods.py",
+    "train.py",
+    "evaluate.py",
+    "repro.py",
+)
 RUN_FILES = ("best.pt", "last.pt", "metrics.csv", "config.json", "done.json")
-LIKELIHOOD_TAGS = {"bernoulli": "", "continuous_bernoulli": "cb", "gaussian": "gauss",
-                   "gaussian_learned": "gausslearned", "discretized_logistic": "logistic"}
+LIKELIHOOD_TAGS = {
+    "bernoulli": "",
+    "continuous_bernoulli": "cb",
+    "gaussian": "gauss",
+    "gaussian_learned": "gausslearned",
+    "discretized_logistic": "logistic",
+}
 
 
 class CacheError(RuntimeError):
@@ -46,42 +65,93 @@ def default_cache_dir() -> Path:
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser()
     root = project_root()
-    return root / ".cache" / "models" if root else Path.home() / ".cache" / "vaelib" / "models"
+    return (
+        root / ".cache" / "models"
+        if root
+        else Path.home() / ".cache" / "vaelib" / "models"
+    )
+
+
+def code_text(path: str | Path) -> str:
+    """A Python file's code without its comments, layout and docstrings."""
+    tree = ast.parse(Path(path).read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+def code_hash(paths, salt: str = "") -> str:
+    """Hash of `salt` and of what the Python files at `paths` do (16 hex digits).
+
+    Comments, formatting and docstrings are left out (see `code_text`): re-wrapping a line
+    or a docstring does not retrain a model or stale a benchmark; changing a statement does.
+    """
+    h = hashlib.sha256(salt.encode())
+    for path in paths:
+        h.update(
+            b"\0" + Path(path).name.encode() + b"\0" + code_text(path).encode()
+        )
+    return h.hexdigest()[:16]
 
 
 def training_code_hash() -> str:
-    """Hash of the PyTorch version and of the source of TRAINING_SOURCES (16 hex digits)."""
-    h = hashlib.sha256(torch.__version__.split("+")[0].encode())
-    for name in TRAINING_SOURCES:
-        h.update(name.encode() + b"\0" + (Path(__file__).parent / name).read_bytes())
-    return h.hexdigest()[:16]
+    """Hash of the PyTorch version and of the code of TRAINING_SOURCES (16 hex digits)."""
+    here = Path(__file__).parent
+    torch_version = torch.__version__.split("+")[0]
+    return code_hash([here / name for name in TRAINING_SOURCES], torch_version)
 
 
 def run_name(config: VAEConfig, splits: Splits) -> str:
     """What sets this run apart from the book's recipe, readable: e.g. latent10-beta4-seed1-e12-freebits0.5."""
     c, recipe = config, VAEConfig.recommended()
-    parts = [f"latent{c.latent_dim}", f"beta{c.beta:g}", f"seed{c.seed}", f"e{c.epochs}"]
-    parts += [f"h{'x'.join(map(str, c.hidden_dims))}"] if c.hidden_dims != recipe.hidden_dims else []
+    parts = [
+        f"latent{c.latent_dim}",
+        f"beta{c.beta:g}",
+        f"seed{c.seed}",
+        f"e{c.epochs}",
+    ]
+    parts += (
+        [f"h{'x'.join(map(str, c.hidden_dims))}"]
+        if c.hidden_dims != recipe.hidden_dims
+        else []
+    )
     parts += ["bn"] if c.batch_norm else []
     parts += [f"drop{c.dropout:g}"] if c.dropout else []
     parts += [f"lr{c.lr:g}"] if c.lr != recipe.lr else []
-    parts += [f"batch{c.batch_size}"] if c.batch_size != recipe.batch_size else []
+    parts += (
+        [f"batch{c.batch_size}"] if c.batch_size != recipe.batch_size else []
+    )
     parts += [c.activation] if c.activation != recipe.activation else []
     parts += [c.scheduler] if c.scheduler != recipe.scheduler else []
     parts += [f"cond{c.num_classes}"] if c.num_classes else []
     parts += [f"warmup{c.kl_warmup}"] if c.kl_warmup else []
     parts += [f"freebits{c.free_bits:g}"] if c.free_bits else []
     tag = LIKELIHOOD_TAGS[c.likelihood]
-    parts += [f"{tag}{c.components if c.components > 1 else ''}"] if tag else []
+    parts += (
+        [f"{tag}{c.components if c.components > 1 else ''}"] if tag else []
+    )
     parts += [splits.tag] if splits.tag else []
     return "-".join(parts)
 
 
-def run_dir_for(config: VAEConfig, splits: Splits, cache_dir: str | Path | None = None) -> Path:
+def run_dir_for(
+    config: VAEConfig, splits: Splits, cache_dir: str | Path | None = None
+) -> Path:
     """The cache folder of this config trained on exactly this data by this code: <run_name>-<hash>."""
     text = f"{config.key()}/{splits.fingerprint}/{training_code_hash()}"
     key = hashlib.sha256(text.encode()).hexdigest()[:12]
-    return Path(cache_dir or default_cache_dir()) / f"{run_name(config, splits)}-{key}"
+    return (
+        Path(cache_dir or default_cache_dir())
+        / f"{run_name(config, splits)}-{key}"
+    )
 
 
 def _verified_summary(run_dir: Path) -> dict:
@@ -92,17 +162,23 @@ def _verified_summary(run_dir: Path) -> dict:
     try:
         summary = json.loads((run_dir / "done.json").read_text())
         if summary.pop("self_sha256") != _summary_digest(summary):
-            raise CheckpointError(f"{run_dir / 'done.json'} does not match its own checksum: it was changed or "
-                                  f"damaged after training.")
+            raise CheckpointError(
+                f"{run_dir / 'done.json'} does not match its own checksum: it was changed or "
+                f"damaged after training."
+            )
         for name, digest in summary["sha256"].items():
             if file_digest(run_dir / name) != digest:
-                raise CheckpointError(f"{run_dir / name} does not match the checksum recorded when the run "
-                                      f"finished: it was changed or damaged after training.")
+                raise CheckpointError(
+                    f"{run_dir / name} does not match the checksum recorded when the run "
+                    f"finished: it was changed or damaged after training."
+                )
         return summary
     except CheckpointError:
         raise
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise CheckpointError(f"The cached run {run_dir} cannot be read ({type(e).__name__}: {e}).") from e
+        raise CheckpointError(
+            f"The cached run {run_dir} cannot be read ({type(e).__name__}: {e})."
+        ) from e
 
 
 def is_cached(run_dir: str | Path) -> bool:
@@ -114,7 +190,9 @@ def is_cached(run_dir: str | Path) -> bool:
     return True
 
 
-def load_run(run_dir: str | Path, device: str = "auto") -> tuple[VAE, FitResult]:
+def load_run(
+    run_dir: str | Path, device: str = "auto"
+) -> tuple[VAE, FitResult]:
     """A finished run's best model (in eval mode) and its training record.
 
     Raises CheckpointError if any file of the run is missing, truncated or does not match the
@@ -124,16 +202,31 @@ def load_run(run_dir: str | Path, device: str = "auto") -> tuple[VAE, FitResult]
     summary = _verified_summary(run_dir)
     try:
         history = pd.read_csv(run_dir / "metrics.csv")
-        best_epoch, best_val = int(summary["best_epoch"]), float(summary["best_val_loss"])
+        best_epoch, best_val = (
+            int(summary["best_epoch"]),
+            float(summary["best_val_loss"]),
+        )
         stopped_early = bool(summary["stopped_early"])
-    except (OSError, ValueError, KeyError, TypeError, pd.errors.ParserError) as e:
-        raise CheckpointError(f"The cached run {run_dir} cannot be read ({type(e).__name__}: {e}).") from e
-    state = load_checkpoint(run_dir / "best.pt", map_location=resolve_device(device))
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        pd.errors.ParserError,
+    ) as e:
+        raise CheckpointError(
+            f"The cached run {run_dir} cannot be read ({type(e).__name__}: {e})."
+        ) from e
+    state = load_checkpoint(
+        run_dir / "best.pt", map_location=resolve_device(device)
+    )
     config = VAEConfig.from_dict(state["config"]).replace(device=device)
     model = VAE(config).to(resolve_device(device))
     model.load_state_dict(state["model"])
     model.eval()
-    return model, FitResult(history, best_epoch, best_val, stopped_early, run_dir, trained=False)
+    return model, FitResult(
+        history, best_epoch, best_val, stopped_early, run_dir, trained=False
+    )
 
 
 def _lock(run_dir: Path) -> FileLock:
@@ -145,40 +238,74 @@ def _lock(run_dir: Path) -> FileLock:
     except Timeout:
         pass
     timeout = float(os.environ.get(LOCK_TIMEOUT_ENV, LOCK_TIMEOUT))
-    print(f"Another process is training {run_dir.name}; waiting for it (at most {timeout:.0f} s).", flush=True)
+    print(
+        f"Another process is training {run_dir.name}; waiting for it (at most {timeout:.0f} s).",
+        flush=True,
+    )
     try:
         lock.acquire(timeout=timeout)
     except Timeout:
-        raise CacheError(f"Waited {timeout:.0f} s for another process to finish training {run_dir} "
-                         f"(lock {run_dir}.lock). Stop that process or wait for it; set "
-                         f"{LOCK_TIMEOUT_ENV} to wait longer.") from None
+        raise CacheError(
+            f"Waited {timeout:.0f} s for another process to finish training {run_dir} "
+            f"(lock {run_dir}.lock). Stop that process or wait for it; set "
+            f"{LOCK_TIMEOUT_ENV} to wait longer."
+        ) from None
     return lock
 
 
 def _heal(run_dir: Path, error: Exception) -> None:
     """Remove a run folder that cannot be used, saying why; it is trained again from scratch."""
-    warnings.warn(f"Retraining {run_dir.name}: the cached run cannot be used ({error})", stacklevel=3)
+    warnings.warn(
+        f"Retraining {run_dir.name}: the cached run cannot be used ({error})",
+        stacklevel=3,
+    )
     shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _summary_digest(summary: dict) -> str:
     """sha256 of done.json's content (without this digest itself)."""
-    return hashlib.sha256(json.dumps(summary, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(summary, sort_keys=True).encode()
+    ).hexdigest()
 
 
-def _finish(run_dir: Path, config: VAEConfig, splits: Splits, result: FitResult) -> None:
+def _finish(
+    run_dir: Path, config: VAEConfig, splits: Splits, result: FitResult
+) -> None:
     """Write config.json, then done.json with the checksums of every file of the run."""
-    atomic_write(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(config.to_dict(), indent=2)))
-    summary = {"best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
-               "stopped_early": result.stopped_early, "data_fingerprint": splits.fingerprint,
-               "code_hash": training_code_hash(), "torch": torch.__version__, "finished": time.time(),
-               "sha256": {name: file_digest(run_dir / name) for name in RUN_FILES if name != "done.json"}}
+    atomic_write(
+        run_dir / "config.json",
+        lambda tmp: Path(tmp).write_text(
+            json.dumps(config.to_dict(), indent=2)
+        ),
+    )
+    summary = {
+        "best_epoch": result.best_epoch,
+        "best_val_loss": result.best_val_loss,
+        "stopped_early": result.stopped_early,
+        "data_fingerprint": splits.fingerprint,
+        "code_hash": training_code_hash(),
+        "torch": torch.__version__,
+        "finished": time.time(),
+        "sha256": {
+            name: file_digest(run_dir / name)
+            for name in RUN_FILES
+            if name != "done.json"
+        },
+    }
     summary["self_sha256"] = _summary_digest(summary)
-    atomic_write(run_dir / "done.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
+    atomic_write(
+        run_dir / "done.json",
+        lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)),
+    )
 
 
-def train_or_load(config: VAEConfig, splits: Splits, cache_dir: str | Path | None = None,
-                  progress: bool = True) -> tuple[VAE, FitResult]:
+def train_or_load(
+    config: VAEConfig,
+    splits: Splits,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> tuple[VAE, FitResult]:
     """Load the cached run for (config, data, code) if it finished; otherwise train (resuming if cut off).
 
     A lock file beside the run folder makes a second process that wants the same model (another
@@ -190,8 +317,10 @@ def train_or_load(config: VAEConfig, splits: Splits, cache_dir: str | Path | Non
     try:
         run_dir.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise CacheError(f"Cannot create the model cache folder {run_dir.parent} ({e}). Point "
-                         f"{CACHE_ENV} at a writable folder.") from e
+        raise CacheError(
+            f"Cannot create the model cache folder {run_dir.parent} ({e}). Point "
+            f"{CACHE_ENV} at a writable folder."
+        ) from e
     lock = _lock(run_dir)
     try:
         if (run_dir / "done.json").exists():
@@ -201,11 +330,27 @@ def train_or_load(config: VAEConfig, splits: Splits, cache_dir: str | Path | Non
                 _heal(run_dir, e)
         model = build_model(config)
         try:
-            result = fit(model, splits, config, run_dir=run_dir, resume=True, progress=progress)
-        except CheckpointError as e:  # an unfinished run whose last.pt cannot be read
+            result = fit(
+                model,
+                splits,
+                config,
+                run_dir=run_dir,
+                resume=True,
+                progress=progress,
+            )
+        except (
+            CheckpointError
+        ) as e:  # an unfinished run whose last.pt cannot be read
             _heal(run_dir, e)
             model = build_model(config)
-            result = fit(model, splits, config, run_dir=run_dir, resume=True, progress=progress)
+            result = fit(
+                model,
+                splits,
+                config,
+                run_dir=run_dir,
+                resume=True,
+                progress=progress,
+            )
         _finish(run_dir, config, splits, result)
         return model, result
     finally:

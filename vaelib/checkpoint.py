@@ -42,17 +42,24 @@ def atomic_write(path: str | Path, write) -> None:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+        )
         os.close(fd)
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except (OSError, RuntimeError) as e:  # torch.save reports a failed write as a RuntimeError
-        raise CheckpointWriteError(f"Could not write {path} ({type(e).__name__}: {e}). The previous version "
-                                   f"of the file, if any, is intact. Free disk space or make "
-                                   f"{path.parent} writable, then run again (training resumes).") from e
+    except (
+        OSError,
+        RuntimeError,
+    ) as e:  # torch.save reports a failed write as a RuntimeError
+        raise CheckpointWriteError(
+            f"Could not write {path} ({type(e).__name__}: {e}). The previous version "
+            f"of the file, if any, is intact. Free disk space or make "
+            f"{path.parent} writable, then run again (training resumes)."
+        ) from e
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
@@ -76,16 +83,28 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """Load a checkpoint saved by `save_checkpoint`, refusing arbitrary pickled code."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"No checkpoint at {path}. Train a model first (vaelib.fit or "
-                              f"vaelib.train_or_load), or check the path.")
+        raise CheckpointError(
+            f"No checkpoint at {path}. Train a model first (vaelib.fit or "
+            f"vaelib.train_or_load), or check the path."
+        )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch, zipfile and pickle each fail on damaged bytes in their own way
-        first_line = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-        raise CheckpointError(f"Checkpoint {path} is truncated or corrupt and cannot be read "
-                              f"({type(e).__name__}: {first_line}). vaelib.train_or_load retrains such a "
-                              f"cached run by itself; after vaelib.fit, delete the file and train again.") from e
-    if not isinstance(state, dict) or "model" not in state or "config" not in state:
-        raise CheckpointError(f"{path} is not a vaelib checkpoint (expected a dict with 'model' and "
-                              f"'config' entries).")
+        first_line = (
+            str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        )
+        raise CheckpointError(
+            f"Checkpoint {path} is truncated or corrupt and cannot be read "
+            f"({type(e).__name__}: {first_line}). vaelib.train_or_load retrains such a "
+            f"cached run by itself; after vaelib.fit, delete the file and train again."
+        ) from e
+    if (
+        not isinstance(state, dict)
+        or "model" not in state
+        or "config" not in state
+    ):
+        raise CheckpointError(
+            f"{path} is not a vaelib checkpoint (expected a dict with 'model' and "
+            f"'config' entries)."
+        )
     return state

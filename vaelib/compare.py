@@ -11,14 +11,18 @@ import math
 
 import numpy as np
 
-SPREADS = 2.0  # a difference must exceed this many seed standard deviations to count
+SPREADS = (
+    2.0  # a difference must exceed this many seed standard deviations to count
+)
 
 
 def mean_sd(values) -> tuple[float, float]:
     """Mean and sample standard deviation (ddof = 1) of a few runs' numbers."""
     a = np.asarray(list(values), dtype=float)
     if a.ndim != 1 or len(a) < 2 or not np.all(np.isfinite(a)):
-        raise ValueError(f"mean_sd needs at least two finite numbers (one per seed); got {a.tolist()}")
+        raise ValueError(
+            f"mean_sd needs at least two finite numbers (one per seed); got {a.tolist()}"
+        )
     return float(a.mean()), float(a.std(ddof=1))
 
 
@@ -40,4 +44,8 @@ def verdict(a, b) -> str:
 def fmt(values, digits: int = 2) -> str:
     """'mean ± sd' of a few runs' numbers, for tables and prose."""
     mean, sd = mean_sd(values)
-    return f"{mean:.{digits}f} ± {sd:.{digits}f}" if math.isfinite(sd) else f"{mean:.{digits}f}"
+    return (
+        f"{mean:.{digits}f} ± {sd:.{digits}f}"
+        if math.isfinite(sd)
+        else f"{mean:.{digits}f}"
+    )

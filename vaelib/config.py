@@ -13,7 +13,13 @@ import torch
 SCHEDULERS = ("plateau", "cosine", "none")
 ACTIVATIONS = ("relu", "elu", "silu")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian", "gaussian_learned", "discretized_logistic")
+LIKELIHOODS = (
+    "bernoulli",
+    "continuous_bernoulli",
+    "gaussian",
+    "gaussian_learned",
+    "discretized_logistic",
+)
 # Real-valued fields: stored as float, so beta=1 and beta=1.0 are one config with one cache key.
 _FLOAT_FIELDS = ("dropout", "beta", "free_bits", "sigma", "scale_floor", "lr")
 
@@ -24,7 +30,10 @@ class VAEConfig:
 
     # --- architecture -------------------------------------------------------------
     input_shape: tuple[int, ...] = (1, 28, 28)  # (C, H, W) of one image
-    hidden_dims: tuple[int, ...] = (256, 128)  # encoder widths; the decoder mirrors them
+    hidden_dims: tuple[int, ...] = (
+        256,
+        128,
+    )  # encoder widths; the decoder mirrors them
     latent_dim: int = 2  # size of z
     activation: str = "relu"  # hidden non-linearity: "relu", "elu" or "silu"
     batch_norm: bool = True  # BatchNorm1d after every hidden Linear
@@ -33,28 +42,46 @@ class VAEConfig:
     # --- objective ----------------------------------------------------------------
     beta: float = 1.0  # weight on the KL term (1 = the ELBO, >1 = beta-VAE)
     kl_warmup: int = 0  # epochs over which the KL weight ramps linearly from 0 up to beta (0 = off)
-    free_bits: float = 0.0  # nats per latent dimension of KL that cost nothing (0 = off)
-    likelihood: str = "bernoulli"  # p(x|z), one of LIKELIHOODS (see vaelib.likelihoods)
-    sigma: float = 0.1  # "gaussian": the fixed standard deviation of every pixel
+    free_bits: float = (
+        0.0  # nats per latent dimension of KL that cost nothing (0 = off)
+    )
+    likelihood: str = (
+        "bernoulli"  # p(x|z), one of LIKELIHOODS (see vaelib.likelihoods)
+    )
+    sigma: float = (
+        0.1  # "gaussian": the fixed standard deviation of every pixel
+    )
     scale_floor: float = 1e-3  # "gaussian_learned", "discretized_logistic": the smallest scale learned
     components: int = 1  # "discretized_logistic": logistics mixed per pixel (PixelCNN++ style)
     # --- optimisation -------------------------------------------------------------
     lr: float = 1e-3  # Adam learning rate at the start
     batch_size: int = 128  # images per gradient step
     epochs: int = 20  # maximum number of passes over the training split
-    scheduler: str = "plateau"  # "plateau" (halve LR when val stalls), "cosine" or "none"
-    lr_patience: int = 2  # plateau scheduler: epochs without val improvement before halving
-    early_stopping: int = 5  # stop after this many epochs without val improvement (0 = never)
+    scheduler: str = (
+        "plateau"  # "plateau" (halve LR when val stalls), "cosine" or "none"
+    )
+    lr_patience: int = (
+        2  # plateau scheduler: epochs without val improvement before halving
+    )
+    early_stopping: int = (
+        5  # stop after this many epochs without val improvement (0 = never)
+    )
     # --- data and reproducibility -------------------------------------------------
-    val_size: int = 5000  # images held out of the 60k training set for model selection
-    seed: int = 0  # seeds weights, shuffling, dropout and the reparameterisation noise
+    val_size: int = (
+        5000  # images held out of the 60k training set for model selection
+    )
+    seed: int = (
+        0  # seeds weights, shuffling, dropout and the reparameterisation noise
+    )
     device: str = "auto"  # "auto" picks cuda, then mps, then cpu
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(self.input_shape))
         object.__setattr__(self, "hidden_dims", tuple(self.hidden_dims))
         _validate(self)
-        for name in _FLOAT_FIELDS:  # validated as int or float above; one type from here on
+        for name in (
+            _FLOAT_FIELDS
+        ):  # validated as int or float above; one type from here on
             object.__setattr__(self, name, float(getattr(self, name)))
 
     @property
@@ -73,8 +100,15 @@ class VAEConfig:
         `bench/recipe_search.py` reruns the search and the appendix "How fast is this?" shows it. The
         60 epochs are a cost decision (validation is still improving when they end).
         """
-        recipe = dict(hidden_dims=(256, 256), batch_norm=False, dropout=0.0, lr=2e-3, scheduler="plateau",
-                      epochs=60, early_stopping=0)
+        recipe = dict(
+            hidden_dims=(256, 256),
+            batch_norm=False,
+            dropout=0.0,
+            lr=2e-3,
+            scheduler="plateau",
+            epochs=60,
+            early_stopping=0,
+        )
         return cls(**{**recipe, **changes})
 
     def replace(self, **changes) -> VAEConfig:
@@ -83,15 +117,20 @@ class VAEConfig:
 
     def to_dict(self) -> dict:
         """Plain JSON-friendly dict (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return {
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(self).items()
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> VAEConfig:
         """Inverse of `to_dict`; unknown keys are an error, missing keys take defaults."""
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
-            raise ValueError(f"Unknown VAEConfig field(s) {sorted(unknown)}; known fields: "
-                             f"{[f.name for f in dataclasses.fields(cls)]}")
+            raise ValueError(
+                f"Unknown VAEConfig field(s) {sorted(unknown)}; known fields: "
+                f"{[f.name for f in dataclasses.fields(cls)]}"
+            )
         return cls(**d)
 
     def key(self) -> str:
@@ -102,7 +141,9 @@ class VAEConfig:
         """
         d = self.to_dict()
         d.pop("device")
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+        return hashlib.sha256(
+            json.dumps(d, sort_keys=True).encode()
+        ).hexdigest()[:16]
 
 
 def _check(ok: bool, message: str) -> None:
@@ -116,48 +157,112 @@ def _is_int(x) -> bool:
 
 def _validate(c: VAEConfig) -> None:
     """Raise ValueError naming the field, the bad value and what is allowed."""
-    _check(len(c.input_shape) >= 1 and all(_is_int(s) and s > 0 for s in c.input_shape),
-           f"input_shape must be positive integers such as (1, 28, 28); got {c.input_shape!r}")
-    _check(all(_is_int(h) and h > 0 for h in c.hidden_dims),
-           f"hidden_dims must be positive integers such as (256, 128); got {c.hidden_dims!r}")
-    _check(_is_int(c.latent_dim) and c.latent_dim >= 1,
-           f"latent_dim must be an integer >= 1; got {c.latent_dim!r}")
-    _check(c.activation in ACTIVATIONS, f"activation must be one of {ACTIVATIONS}; got {c.activation!r}")
-    _check(isinstance(c.batch_norm, bool), f"batch_norm must be True or False; got {c.batch_norm!r}")
-    _check(isinstance(c.dropout, (int, float)) and 0 <= c.dropout < 1,
-           f"dropout must be in [0, 1); got {c.dropout!r}")
-    _check(_is_int(c.num_classes) and c.num_classes >= 0,
-           f"num_classes must be an integer >= 0 (0 = unconditional, 10 for MNIST digits); got {c.num_classes!r}")
-    _check(_is_int(c.kl_warmup) and c.kl_warmup >= 0,
-           f"kl_warmup must be a number of epochs >= 0 (0 = no warm-up); got {c.kl_warmup!r}")
-    _check(isinstance(c.free_bits, (int, float)) and math.isfinite(c.free_bits) and c.free_bits >= 0,
-           f"free_bits must be a finite number of nats >= 0 (0 = off); got {c.free_bits!r}")
-    _check(isinstance(c.beta, (int, float)) and math.isfinite(c.beta) and c.beta >= 0,
-           f"beta must be a finite number >= 0; got {c.beta!r}")
-    _check(c.likelihood in LIKELIHOODS, f"likelihood must be one of {LIKELIHOODS}; got {c.likelihood!r}")
-    _check(isinstance(c.sigma, (int, float)) and math.isfinite(c.sigma) and c.sigma > 0,
-           f"sigma (the fixed pixel standard deviation of likelihood='gaussian') must be > 0; got {c.sigma!r}")
-    _check(isinstance(c.scale_floor, (int, float)) and math.isfinite(c.scale_floor) and c.scale_floor > 0,
-           f"scale_floor (the smallest learned pixel scale) must be > 0; got {c.scale_floor!r}")
-    _check(_is_int(c.components) and c.components >= 1,
-           f"components (logistics per pixel) must be an integer >= 1; got {c.components!r}")
-    _check(c.components == 1 or c.likelihood == "discretized_logistic",
-           f"components > 1 mixes discretized logistics; it needs likelihood='discretized_logistic', "
-           f"not {c.likelihood!r}")
-    _check(isinstance(c.lr, (int, float)) and math.isfinite(c.lr) and c.lr > 0,
-           f"lr must be a finite number > 0; got {c.lr!r}")
-    _check(_is_int(c.batch_size) and c.batch_size >= 2,
-           f"batch_size must be an integer >= 2 (batch norm needs two images); got {c.batch_size!r}")
-    _check(_is_int(c.epochs) and c.epochs >= 1, f"epochs must be an integer >= 1; got {c.epochs!r}")
-    _check(c.scheduler in SCHEDULERS, f"scheduler must be one of {SCHEDULERS}; got {c.scheduler!r}")
-    _check(_is_int(c.lr_patience) and c.lr_patience >= 0,
-           f"lr_patience must be an integer >= 0; got {c.lr_patience!r}")
-    _check(_is_int(c.early_stopping) and c.early_stopping >= 0,
-           f"early_stopping must be an integer >= 0 (0 disables it); got {c.early_stopping!r}")
-    _check(_is_int(c.val_size) and c.val_size >= 1,
-           f"val_size must be an integer >= 1; got {c.val_size!r}")
-    _check(_is_int(c.seed) and c.seed >= 0, f"seed must be an integer >= 0; got {c.seed!r}")
-    _check(c.device in DEVICES, f"device must be one of {DEVICES}; got {c.device!r}")
+    _check(
+        len(c.input_shape) >= 1
+        and all(_is_int(s) and s > 0 for s in c.input_shape),
+        f"input_shape must be positive integers such as (1, 28, 28); got {c.input_shape!r}",
+    )
+    _check(
+        all(_is_int(h) and h > 0 for h in c.hidden_dims),
+        f"hidden_dims must be positive integers such as (256, 128); got {c.hidden_dims!r}",
+    )
+    _check(
+        _is_int(c.latent_dim) and c.latent_dim >= 1,
+        f"latent_dim must be an integer >= 1; got {c.latent_dim!r}",
+    )
+    _check(
+        c.activation in ACTIVATIONS,
+        f"activation must be one of {ACTIVATIONS}; got {c.activation!r}",
+    )
+    _check(
+        isinstance(c.batch_norm, bool),
+        f"batch_norm must be True or False; got {c.batch_norm!r}",
+    )
+    _check(
+        isinstance(c.dropout, (int, float)) and 0 <= c.dropout < 1,
+        f"dropout must be in [0, 1); got {c.dropout!r}",
+    )
+    _check(
+        _is_int(c.num_classes) and c.num_classes >= 0,
+        f"num_classes must be an integer >= 0 (0 = unconditional, 10 for MNIST digits); got {c.num_classes!r}",
+    )
+    _check(
+        _is_int(c.kl_warmup) and c.kl_warmup >= 0,
+        f"kl_warmup must be a number of epochs >= 0 (0 = no warm-up); got {c.kl_warmup!r}",
+    )
+    _check(
+        isinstance(c.free_bits, (int, float))
+        and math.isfinite(c.free_bits)
+        and c.free_bits >= 0,
+        f"free_bits must be a finite number of nats >= 0 (0 = off); got {c.free_bits!r}",
+    )
+    _check(
+        isinstance(c.beta, (int, float))
+        and math.isfinite(c.beta)
+        and c.beta >= 0,
+        f"beta must be a finite number >= 0; got {c.beta!r}",
+    )
+    _check(
+        c.likelihood in LIKELIHOODS,
+        f"likelihood must be one of {LIKELIHOODS}; got {c.likelihood!r}",
+    )
+    _check(
+        isinstance(c.sigma, (int, float))
+        and math.isfinite(c.sigma)
+        and c.sigma > 0,
+        f"sigma (the fixed pixel standard deviation of likelihood='gaussian') must be > 0; got {c.sigma!r}",
+    )
+    _check(
+        isinstance(c.scale_floor, (int, float))
+        and math.isfinite(c.scale_floor)
+        and c.scale_floor > 0,
+        f"scale_floor (the smallest learned pixel scale) must be > 0; got {c.scale_floor!r}",
+    )
+    _check(
+        _is_int(c.components) and c.components >= 1,
+        f"components (logistics per pixel) must be an integer >= 1; got {c.components!r}",
+    )
+    _check(
+        c.components == 1 or c.likelihood == "discretized_logistic",
+        f"components > 1 mixes discretized logistics; it needs likelihood='discretized_logistic', "
+        f"not {c.likelihood!r}",
+    )
+    _check(
+        isinstance(c.lr, (int, float)) and math.isfinite(c.lr) and c.lr > 0,
+        f"lr must be a finite number > 0; got {c.lr!r}",
+    )
+    _check(
+        _is_int(c.batch_size) and c.batch_size >= 2,
+        f"batch_size must be an integer >= 2 (batch norm needs two images); got {c.batch_size!r}",
+    )
+    _check(
+        _is_int(c.epochs) and c.epochs >= 1,
+        f"epochs must be an integer >= 1; got {c.epochs!r}",
+    )
+    _check(
+        c.scheduler in SCHEDULERS,
+        f"scheduler must be one of {SCHEDULERS}; got {c.scheduler!r}",
+    )
+    _check(
+        _is_int(c.lr_patience) and c.lr_patience >= 0,
+        f"lr_patience must be an integer >= 0; got {c.lr_patience!r}",
+    )
+    _check(
+        _is_int(c.early_stopping) and c.early_stopping >= 0,
+        f"early_stopping must be an integer >= 0 (0 disables it); got {c.early_stopping!r}",
+    )
+    _check(
+        _is_int(c.val_size) and c.val_size >= 1,
+        f"val_size must be an integer >= 1; got {c.val_size!r}",
+    )
+    _check(
+        _is_int(c.seed) and c.seed >= 0,
+        f"seed must be an integer >= 0; got {c.seed!r}",
+    )
+    _check(
+        c.device in DEVICES,
+        f"device must be one of {DEVICES}; got {c.device!r}",
+    )
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -169,7 +274,11 @@ def resolve_device(name: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was asked for but no CUDA GPU is visible; use device='auto' or 'cpu'")
+        raise ValueError(
+            "device='cuda' was asked for but no CUDA GPU is visible; use device='auto' or 'cpu'"
+        )
     if name == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device='mps' was asked for but MPS is not available; use device='auto' or 'cpu'")
+        raise ValueError(
+            "device='mps' was asked for but MPS is not available; use device='auto' or 'cpu'"
+        )
     return torch.device(name)

@@ -23,9 +23,13 @@ import torch
 
 DATA_ENV = "VAELIB_DATA_DIR"
 DATASETS = ("MNIST", "FashionMNIST")
-SPLIT_SEED = 20131220  # fixes which 5k training images form the validation split
-_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+SPLIT_SEED = (
+    20131220  # fixes which 5k training images form the validation split
+)
+_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 _IDX_DTYPE = {0x08: np.uint8}
 
 
@@ -59,20 +63,28 @@ class Splits:
     train: Split
     val: Split
     test: Split
-    fingerprint: str  # changes if the files, the dataset or the validation split change
+    fingerprint: (
+        str  # changes if the files, the dataset or the validation split change
+    )
     tag: str = ""  # what sets the data apart in cache folder names: "" for MNIST, "fashionmnist", "without8"
 
 
 def project_root() -> Path | None:
     """The checkout vaelib runs from (the folder holding pyproject.toml), if any."""
     root = Path(__file__).resolve().parents[1]
-    return root if (root / "pyproject.toml").exists() and (root / "_toc.yml").exists() else None
+    return (
+        root
+        if (root / "pyproject.toml").exists() and (root / "_toc.yml").exists()
+        else None
+    )
 
 
 def default_data_dir() -> Path:
     """Where a reader's machine keeps downloaded data (git ignores data/)."""
     root = project_root()
-    return root / "data" if root else Path.home() / ".cache" / "vaelib" / "data"
+    return (
+        root / "data" if root else Path.home() / ".cache" / "vaelib" / "data"
+    )
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -81,18 +93,30 @@ def read_idx(path: Path) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError, zlib.error) as e:  # gzip checks its CRC: damaged bytes end up here
-        raise DataCorruptError(f"Could not read IDX file {path} ({type(e).__name__}: {e}): it is truncated or "
-                               f"corrupt. Delete it so it can be fetched again, or copy it again.") from e
+    except (
+        OSError,
+        EOFError,
+        zlib.error,
+    ) as e:  # gzip checks its CRC: damaged bytes end up here
+        raise DataCorruptError(
+            f"Could not read IDX file {path} ({type(e).__name__}: {e}): it is truncated or "
+            f"corrupt. Delete it so it can be fetched again, or copy it again."
+        ) from e
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPE:
-        raise DataCorruptError(f"{path} is not an IDX file of unsigned bytes (bad magic number {raw[:4].hex()}).")
+        raise DataCorruptError(
+            f"{path} is not an IDX file of unsigned bytes (bad magic number {raw[:4].hex()})."
+        )
     ndim = raw[3]
-    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dims = tuple(
+        int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)
+    )
     offset = 4 + 4 * ndim
     expected = int(np.prod(dims))
     if len(raw) - offset != expected:
-        raise DataCorruptError(f"{path} is truncated or corrupt: header says {dims} = {expected} bytes of "
-                               f"data, file has {len(raw) - offset}. Delete it and fetch it again.")
+        raise DataCorruptError(
+            f"{path} is truncated or corrupt: header says {dims} = {expected} bytes of "
+            f"data, file has {len(raw) - offset}. Delete it and fetch it again."
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
 
 
@@ -111,10 +135,12 @@ def _candidate_folders(root: Path, name: str) -> list[Path]:
 def _missing_message(root: Path, name: str, split: str, why: str) -> str:
     files = ", ".join(f"{s}[.gz]" for s in _FILES[split])
     searched = ", ".join(str(p) for p in _candidate_folders(root, name))
-    return (f"{name} {split} data not found. Searched: {searched}. Expected files: {files}. {why} "
-            f"Set {DATA_ENV} to a folder that holds {name}/raw/ with these IDX files "
-            f"(e.g. export {DATA_ENV}=../shared/data), or unset it and run with internet access "
-            f"so torchvision can download them.")
+    return (
+        f"{name} {split} data not found. Searched: {searched}. Expected files: {files}. {why} "
+        f"Set {DATA_ENV} to a folder that holds {name}/raw/ with these IDX files "
+        f"(e.g. export {DATA_ENV}=../shared/data), or unset it and run with internet access "
+        f"so torchvision can download them."
+    )
 
 
 def _download(root: Path, name: str, split: str) -> None:
@@ -124,11 +150,17 @@ def _download(root: Path, name: str, split: str) -> None:
     try:
         dataset_cls(root=str(root), train=split == "train", download=True)
     except Exception as e:  # network errors come in many types; the message below says what to do
-        raise DataNotFoundError(_missing_message(root, name, split, f"Downloading failed ({e}).")) from e
+        raise DataNotFoundError(
+            _missing_message(root, name, split, f"Downloading failed ({e}).")
+        ) from e
 
 
-def find_idx_files(split: str = "train", name: str = "MNIST", root: str | Path | None = None,
-                   download: bool | None = None) -> tuple[Path, Path]:
+def find_idx_files(
+    split: str = "train",
+    name: str = "MNIST",
+    root: str | Path | None = None,
+    download: bool | None = None,
+) -> tuple[Path, Path]:
     """Paths of one split's (images, labels) IDX files, downloading them first if allowed."""
     if name not in DATASETS:
         raise ValueError(f"name must be one of {DATASETS}; got {name!r}")
@@ -146,33 +178,51 @@ def find_idx_files(split: str = "train", name: str = "MNIST", root: str | Path |
         _download(root, name, split)
         paths = [_find_file(folders, stem) for stem in _FILES[split]]
     if None in paths:
-        why = "Downloads are off because the folder came from $" + DATA_ENV + "." if env else ""
+        why = (
+            "Downloads are off because the folder came from $" + DATA_ENV + "."
+            if env
+            else ""
+        )
         raise DataNotFoundError(_missing_message(root, name, split, why))
     return paths[0], paths[1]
 
 
-def load_split(split: str = "train", name: str = "MNIST", root: str | Path | None = None,
-               download: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_split(
+    split: str = "train",
+    name: str = "MNIST",
+    root: str | Path | None = None,
+    download: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Raw uint8 images (N, 28, 28) and labels (N,) of one split, from IDX files."""
     image_path, label_path = find_idx_files(split, name, root, download)
     images, labels = read_idx(image_path), read_idx(label_path)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise DataCorruptError(f"{image_path} and {label_path} do not match: images {images.shape}, labels "
-                               f"{labels.shape}. One of them is damaged or from another data set.")
+        raise DataCorruptError(
+            f"{image_path} and {label_path} do not match: images {images.shape}, labels "
+            f"{labels.shape}. One of them is damaged or from another data set."
+        )
     return images, labels
 
 
 def split_indices(n: int, val_size: int) -> tuple[np.ndarray, np.ndarray]:
     """(train, validation) indices into n training images; fixed by SPLIT_SEED, not by the run's seed."""
     if not 0 < val_size < n:
-        raise ValueError(f"val_size must be between 1 and {n - 1}; got {val_size}")
+        raise ValueError(
+            f"val_size must be between 1 and {n - 1}; got {val_size}"
+        )
     perm = np.random.default_rng(SPLIT_SEED).permutation(n)
     return perm[val_size:], perm[:val_size]
 
 
 def to_split(images: np.ndarray, labels: np.ndarray, device="cpu") -> Split:
     """uint8 (N, H, W) -> float32 (N, 1, H, W) in [0, 1] on `device`."""
-    x = torch.from_numpy(images.copy()).to(device).unsqueeze(1).float().div_(255.0)
+    x = (
+        torch.from_numpy(images.copy())
+        .to(device)
+        .unsqueeze(1)
+        .float()
+        .div_(255.0)
+    )
     y = torch.from_numpy(labels.astype(np.int64)).to(device)
     return Split(x, y)
 
@@ -185,8 +235,12 @@ def fingerprint(*arrays: np.ndarray, extra: str = "") -> str:
     return h.hexdigest()[:16]
 
 
-def load_mnist(val_size: int = 5000, device="cpu", name: str = "MNIST",
-               root: str | Path | None = None) -> Splits:
+def load_mnist(
+    val_size: int = 5000,
+    device="cpu",
+    name: str = "MNIST",
+    root: str | Path | None = None,
+) -> Splits:
     """Train (60k - val_size) / validation (val_size) / test (10k) splits as tensors on `device`."""
     train_x, train_y = load_split("train", name, root)
     test_x, test_y = load_split("test", name, root)
@@ -195,12 +249,20 @@ def load_mnist(val_size: int = 5000, device="cpu", name: str = "MNIST",
         train=to_split(train_x[train_idx], train_y[train_idx], device),
         val=to_split(train_x[val_idx], train_y[val_idx], device),
         test=to_split(test_x, test_y, device),
-        fingerprint=fingerprint(train_x, train_y, test_x, test_y, extra=f"{name}/{val_size}/{SPLIT_SEED}"),
+        fingerprint=fingerprint(
+            train_x,
+            train_y,
+            test_x,
+            test_y,
+            extra=f"{name}/{val_size}/{SPLIT_SEED}",
+        ),
         tag="" if name == "MNIST" else name.lower(),
     )
 
 
-def load_test(name: str = "FashionMNIST", root: str | Path | None = None, device="cpu") -> Split:
+def load_test(
+    name: str = "FashionMNIST", root: str | Path | None = None, device="cpu"
+) -> Split:
     """Only the 10k test images of a dataset, e.g. Fashion-MNIST as out-of-distribution data."""
     return to_split(*load_split("test", name, root), device=device)
 
@@ -213,13 +275,22 @@ def without_labels(splits: Splits, excluded) -> Splits:
     excluded = sorted({int(c) for c in excluded})
     present = set(splits.train.labels.unique().tolist())
     if not excluded or not set(excluded) <= present:
-        raise ValueError(f"excluded must name classes present in the training labels {sorted(present)}; "
-                         f"got {excluded}")
+        raise ValueError(
+            f"excluded must name classes present in the training labels {sorted(present)}; "
+            f"got {excluded}"
+        )
 
     def keep(split: Split) -> Split:
-        mask = ~torch.isin(split.labels, torch.tensor(excluded, device=split.labels.device))
+        mask = ~torch.isin(
+            split.labels, torch.tensor(excluded, device=split.labels.device)
+        )
         return Split(split.images[mask], split.labels[mask])
 
     without = f"without{''.join(map(str, excluded))}"
-    return Splits(keep(splits.train), keep(splits.val), splits.test,
-                  fingerprint=f"{splits.fingerprint}-{without}", tag="-".join(filter(None, [splits.tag, without])))
+    return Splits(
+        keep(splits.train),
+        keep(splits.val),
+        splits.test,
+        fingerprint=f"{splits.fingerprint}-{without}",
+        tag="-".join(filter(None, [splits.tag, without])),
+    )

@@ -42,8 +42,9 @@ def ink_box(ink: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
 
 
-def mnist_style(ink: np.ndarray, box: int = BOX,
-                size: int = SIZE) -> np.ndarray:
+def mnist_style(
+    ink: np.ndarray, box: int = BOX, size: int = SIZE
+) -> np.ndarray:
     """Ink (H, W) in [0, 1] (1 = black) -> (size, size) input, MNIST's way."""
     ink = np.asarray(ink, dtype=np.float64)
     low, high = ink.min(initial=0), ink.max(initial=0)
@@ -51,7 +52,8 @@ def mnist_style(ink: np.ndarray, box: int = BOX,
         raise ValueError(
             f"mnist_style expects a 2-D ink image with values in [0, 1]; "
             f"got shape {ink.shape}, values {low:.3g}..{high:.3g}. "
-            "Scale 8-bit images by 1/255.")
+            "Scale 8-bit images by 1/255."
+        )
     found = ink_box(ink)
     out = np.zeros((size, size))
     if found is None:
@@ -61,7 +63,7 @@ def mnist_style(ink: np.ndarray, box: int = BOX,
     scale = box / max(h, w)
     new_h = max(1, round_half_up(h * scale))
     new_w = max(1, round_half_up(w * scale))
-    crop = ink[top:bottom + 1, left:right + 1]
+    crop = ink[top : bottom + 1, left : right + 1]
     small = area_weights(h, new_h) @ crop @ area_weights(w, new_w).T
     mass = small.sum()
     centre_row = (small.sum(axis=1) * np.arange(new_h)).sum() / mass
@@ -72,6 +74,6 @@ def mnist_style(ink: np.ndarray, box: int = BOX,
     # ink pushed past the field's edge is cut off
     r_lo, r_hi = max(row0, 0), min(row0 + new_h, size)
     c_lo, c_hi = max(col0, 0), min(col0 + new_w, size)
-    inside = small[r_lo - row0:r_hi - row0, c_lo - col0:c_hi - col0]
+    inside = small[r_lo - row0 : r_hi - row0, c_lo - col0 : c_hi - col0]
     out[r_lo:r_hi, c_lo:c_hi] = inside
     return out

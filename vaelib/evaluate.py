@@ -14,16 +14,28 @@ from .model import VAE
 IWAE_ROWS = 500  # decoder outputs scored at once by iwae_bound: larger blocks fall out of the CPU's caches
 
 
-def _batches(images: torch.Tensor, labels: torch.Tensor | None, batch_size: int, device):
+def _batches(
+    images: torch.Tensor, labels: torch.Tensor | None, batch_size: int, device
+):
     """(images, labels or None) in consecutive slices of batch_size, moved to `device`."""
     for start in range(0, len(images), batch_size):
-        y = None if labels is None else labels[start:start + batch_size].to(device)
-        yield images[start:start + batch_size].to(device), y
+        y = (
+            None
+            if labels is None
+            else labels[start : start + batch_size].to(device)
+        )
+        yield images[start : start + batch_size].to(device), y
 
 
 @torch.no_grad()
-def per_image_terms(model: VAE, images: torch.Tensor, beta: float = 1.0, batch_size: int = 2000,
-                    seed: int = 0, labels: torch.Tensor | None = None) -> LossTerms:
+def per_image_terms(
+    model: VAE,
+    images: torch.Tensor,
+    beta: float = 1.0,
+    batch_size: int = 2000,
+    seed: int = 0,
+    labels: torch.Tensor | None = None,
+) -> LossTerms:
     """Loss, reconstruction and KL for every image (each (N,)), in eval mode, one z sample each.
 
     The noise (and the dequantization of a density's pixels) is drawn from a generator seeded with
@@ -38,17 +50,29 @@ def per_image_terms(model: VAE, images: torch.Tensor, beta: float = 1.0, batch_s
     for x, y in _batches(images, labels, batch_size, device):
         x = likelihoods.prepare(model.config, model.flatten(x), generator)
         out = model(x, y, generator=generator)
-        parts.append(vae_loss(out.logits, x, out.mu, out.logvar, beta, nll=nll))
+        parts.append(
+            vae_loss(out.logits, x, out.mu, out.logvar, beta, nll=nll)
+        )
     model.train(was_training)
     return LossTerms(*(torch.cat(t) for t in zip(*parts)))
 
 
-def evaluate(model: VAE, images: torch.Tensor, beta: float = 1.0, batch_size: int = 2000,
-             seed: int = 0, labels: torch.Tensor | None = None) -> dict[str, float]:
+def evaluate(
+    model: VAE,
+    images: torch.Tensor,
+    beta: float = 1.0,
+    batch_size: int = 2000,
+    seed: int = 0,
+    labels: torch.Tensor | None = None,
+) -> dict[str, float]:
     """Averages over `images` in nats per image: loss, recon, kl and neg_elbo (= recon + kl)."""
     terms = per_image_terms(model, images, beta, batch_size, seed, labels)
-    return {"loss": terms.loss.mean().item(), "recon": terms.recon.mean().item(),
-            "kl": terms.kl.mean().item(), "neg_elbo": (terms.recon + terms.kl).mean().item()}
+    return {
+        "loss": terms.loss.mean().item(),
+        "recon": terms.recon.mean().item(),
+        "kl": terms.kl.mean().item(),
+        "neg_elbo": (terms.recon + terms.kl).mean().item(),
+    }
 
 
 def bernoulli_entropy_floor(images: torch.Tensor) -> torch.Tensor:
@@ -58,13 +82,22 @@ def bernoulli_entropy_floor(images: torch.Tensor) -> torch.Tensor:
     p = x, where it equals the entropy -x log x - (1 - x) log(1 - x) (0 for black or white pixels).
     """
     x = images.flatten(1).double()
-    return (torch.special.entr(x) + torch.special.entr(1 - x)).sum(dim=1)  # entr(p) = -p log p
+    return (torch.special.entr(x) + torch.special.entr(1 - x)).sum(
+        dim=1
+    )  # entr(p) = -p log p
 
 
 @torch.no_grad()
-def iwae_bound(model: VAE, images: torch.Tensor, k: int, labels: torch.Tensor | None = None,
-               batch_size: int = 100, chunk: int | None = None, seed: int = 0,
-               likelihood: str | None = None) -> torch.Tensor:
+def iwae_bound(
+    model: VAE,
+    images: torch.Tensor,
+    k: int,
+    labels: torch.Tensor | None = None,
+    batch_size: int = 100,
+    chunk: int | None = None,
+    seed: int = 0,
+    likelihood: str | None = None,
+) -> torch.Tensor:
     """The importance-weighted bound with k samples from q(z|x), per image, in nats: (N, ...) -> (N,).
 
     log p_k(x) = log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x) (Burda et al., 2015).
@@ -77,11 +110,21 @@ def iwae_bound(model: VAE, images: torch.Tensor, k: int, labels: torch.Tensor | 
     rows per block).
     """
     if not (isinstance(k, int) and k >= 1):
-        raise ValueError(f"k (importance samples per image) must be an integer >= 1; got {k!r}")
-    config = model.config if likelihood is None else model.config.replace(likelihood=likelihood)
-    if likelihoods.params_per_pixel(config) != likelihoods.params_per_pixel(model.config):
-        raise ValueError(f"A {model.config.likelihood!r} decoder cannot be scored as {config.likelihood!r}: "
-                         "their decoders emit different numbers of outputs per pixel.")
+        raise ValueError(
+            f"k (importance samples per image) must be an integer >= 1; got {k!r}"
+        )
+    config = (
+        model.config
+        if likelihood is None
+        else model.config.replace(likelihood=likelihood)
+    )
+    if likelihoods.params_per_pixel(config) != likelihoods.params_per_pixel(
+        model.config
+    ):
+        raise ValueError(
+            f"A {model.config.likelihood!r} decoder cannot be scored as {config.likelihood!r}: "
+            "their decoders emit different numbers of outputs per pixel."
+        )
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -94,10 +137,16 @@ def iwae_bound(model: VAE, images: torch.Tensor, k: int, labels: torch.Tensor | 
         log_w, per = [], chunk or max(1, IWAE_ROWS // len(x))
         for done in range(0, k, per):
             n = min(per, k - done)
-            eps = torch.randn((n, *mu.shape), generator=generator, device=device)  # (n, B, L)
+            eps = torch.randn(
+                (n, *mu.shape), generator=generator, device=device
+            )  # (n, B, L)
             z = mu + std * eps
-            out = model.decode_logits(z.flatten(0, 1), None if y is None else y.repeat(n))
-            log_px_z = -likelihoods.nll(config, out, x.repeat(n, 1)).view(n, len(x))
+            out = model.decode_logits(
+                z.flatten(0, 1), None if y is None else y.repeat(n)
+            )
+            log_px_z = -likelihoods.nll(config, out, x.repeat(n, 1)).view(
+                n, len(x)
+            )
             log_pz = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
             log_qz = -0.5 * (eps.pow(2) + LOG_2PI + logvar).sum(-1)
             log_w.append(log_px_z + log_pz - log_qz)
@@ -106,8 +155,14 @@ def iwae_bound(model: VAE, images: torch.Tensor, k: int, labels: torch.Tensor | 
     return torch.cat(bounds).cpu()
 
 
-def log_prob_8bit(model: VAE, images: torch.Tensor, k: int = 1, labels: torch.Tensor | None = None,
-                  seed: int = 0, likelihood: str | None = None) -> torch.Tensor:
+def log_prob_8bit(
+    model: VAE,
+    images: torch.Tensor,
+    k: int = 1,
+    labels: torch.Tensor | None = None,
+    seed: int = 0,
+    likelihood: str | None = None,
+) -> torch.Tensor:
     """A lower bound on log P(image) of 8-bit images k / 255, in nats: (N, ...) -> (N,).
 
     The IWAE bound with k samples (k = 1: the ELBO). A density p on [0, 1] is scored on dequantized
@@ -119,7 +174,9 @@ def log_prob_8bit(model: VAE, images: torch.Tensor, k: int = 1, labels: torch.Te
     name = likelihood or model.config.likelihood
     if likelihood is None and name == "bernoulli":
         name = "continuous_bernoulli"
-    if name == "bernoulli":  # read as a density on [0, 1], so scored on dequantized pixels like one
+    if (
+        name == "bernoulli"
+    ):  # read as a density on [0, 1], so scored on dequantized pixels like one
         generator = torch.Generator(device=images.device).manual_seed(seed)
         images = likelihoods.dequantize(model.flatten(images), generator)
     bound = iwae_bound(model, images, k, labels, seed=seed, likelihood=name)
@@ -134,8 +191,12 @@ def bits_per_dim(log_prob: torch.Tensor, dims: int) -> float:
 
 
 @torch.no_grad()
-def posterior_stats(model: VAE, images: torch.Tensor, labels: torch.Tensor | None = None,
-                    batch_size: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
+def posterior_stats(
+    model: VAE,
+    images: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    batch_size: int = 2000,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior means (N, L) and per-dimension KL to the prior averaged over images (L,), on the CPU."""
     model.eval()
     device = next(model.parameters()).device
@@ -150,5 +211,7 @@ def posterior_stats(model: VAE, images: torch.Tensor, labels: torch.Tensor | Non
 def active_units(means: torch.Tensor, threshold: float = 0.01) -> torch.Tensor:
     """Which latent dimensions the encoder uses: Var_x[E_q(z|x) z_j] > threshold (Burda et al., 2015). (N, L) -> (L,) bool."""
     if means.ndim != 2 or len(means) < 2:
-        raise ValueError(f"active_units expects posterior means of shape (N, L) with N >= 2; got {tuple(means.shape)}")
+        raise ValueError(
+            f"active_units expects posterior means of shape (N, L) with N >= 2; got {tuple(means.shape)}"
+        )
     return means.double().var(dim=0) > threshold

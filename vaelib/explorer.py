@@ -29,7 +29,12 @@ MAP_POINTS = 5000  # test codes drawn on the 2-D map
 
 def to_ink(pixels: torch.Tensor) -> np.ndarray:
     """Pixel means in [0, 1] -> uint8 grey levels, ink dark on white (as in the book's plots)."""
-    return (255 - torch.round(pixels.detach().double().cpu() * 255)).clamp(0, 255).to(torch.uint8).numpy()
+    return (
+        (255 - torch.round(pixels.detach().double().cpu() * 255))
+        .clamp(0, 255)
+        .to(torch.uint8)
+        .numpy()
+    )
 
 
 def png_bytes(array: np.ndarray, scale: int = 1) -> bytes:
@@ -38,23 +43,41 @@ def png_bytes(array: np.ndarray, scale: int = 1) -> bytes:
 
     image = Image.fromarray(array)
     if scale != 1:
-        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+        image = image.resize(
+            (image.width * scale, image.height * scale), Image.NEAREST
+        )
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
 
 
-def scatter_backdrop(model: VAE, images: torch.Tensor, labels: torch.Tensor, size: int = 300,
-                     limit: float = LIMIT) -> np.ndarray:
+def scatter_backdrop(
+    model: VAE,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    size: int = 300,
+    limit: float = LIMIT,
+) -> np.ndarray:
     """RGB (size, size, 3) picture of the 2-D codes of `images`, coloured by label, spanning +-limit."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # off-screen, whatever the backend
+    from matplotlib.backends.backend_agg import (
+        FigureCanvasAgg,
+    )  # off-screen, whatever the backend
     from matplotlib.figure import Figure
 
     z = latent_means(model, images)
     fig = Figure(figsize=(size / 100, size / 100), dpi=100)
     canvas = FigureCanvasAgg(fig)
     ax = fig.add_axes((0, 0, 1, 1))
-    ax.scatter(z[:, 0], z[:, 1], c=labels.cpu(), cmap="tab10", s=1.5, alpha=0.5, vmin=-0.5, vmax=9.5)
+    ax.scatter(
+        z[:, 0],
+        z[:, 1],
+        c=labels.cpu(),
+        cmap="tab10",
+        s=1.5,
+        alpha=0.5,
+        vmin=-0.5,
+        vmax=9.5,
+    )
     ax.set_xlim(-limit, limit)
     ax.set_ylim(-limit, limit)
     ax.axis("off")
@@ -66,7 +89,9 @@ def _pixel_of(z: torch.Tensor, size: int, limit: float) -> tuple[int, int]:
     """Row and column of code z (2,) on a square backdrop spanning +-limit."""
     col = (float(z[0]) + limit) / (2 * limit) * (size - 1)
     row = (limit - float(z[1])) / (2 * limit) * (size - 1)
-    return int(round(min(max(row, 0), size - 1))), int(round(min(max(col, 0), size - 1)))
+    return int(round(min(max(row, 0), size - 1))), int(
+        round(min(max(col, 0), size - 1))
+    )
 
 
 class LatentExplorer:
@@ -76,39 +101,68 @@ class LatentExplorer:
     made MNIST-style (`vaelib.drawing.mnist_style`), shown, and the sliders jump to its code.
     """
 
-    def __init__(self, model: VAE, images: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                 limit: float = LIMIT, step: float = 0.05, scale: int = 7, drawing: bool = False):
+    def __init__(
+        self,
+        model: VAE,
+        images: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        limit: float = LIMIT,
+        step: float = 0.05,
+        scale: int = 7,
+        drawing: bool = False,
+    ):
         import ipywidgets as widgets
 
         self.model, self.limit, self.scale = model.eval(), limit, scale
         self._holding = False  # True while set_z moves several sliders: render once, at the end
         self.device = next(model.parameters()).device
         latent_dim = model.config.latent_dim
-        self.sliders = [widgets.FloatSlider(value=0.0, min=-limit, max=limit, step=step, description=f"z{d + 1}",
-                                            continuous_update=True, readout_format=".2f") for d in range(latent_dim)]
+        self.sliders = [
+            widgets.FloatSlider(
+                value=0.0,
+                min=-limit,
+                max=limit,
+                step=step,
+                description=f"z{d + 1}",
+                continuous_update=True,
+                readout_format=".2f",
+            )
+            for d in range(latent_dim)
+        ]
         self.image = widgets.Image(format="png")
         controls = list(self.sliders)
         self.starts = {}
         if images is not None and labels is not None:
             for digit in sorted(set(labels.tolist())):
-                self.starts[f"test digit {digit}"] = images[int((labels == digit).nonzero()[0])]
-            self.start = widgets.Dropdown(options=["z = 0 (prior mean)", *self.starts], description="start")
+                self.starts[f"test digit {digit}"] = images[
+                    int((labels == digit).nonzero()[0])
+                ]
+            self.start = widgets.Dropdown(
+                options=["z = 0 (prior mean)", *self.starts],
+                description="start",
+            )
             self.start.observe(self._on_start, names="value")
             controls.insert(0, self.start)
         self.map = None
         if latent_dim == 2 and images is not None and labels is not None:
-            self.backdrop = scatter_backdrop(model, images, labels, limit=limit)
+            self.backdrop = scatter_backdrop(
+                model, images, labels, limit=limit
+            )
             self.map = widgets.Image(format="png")
         for slider in self.sliders:
             slider.observe(self._render, names="value")
-        views = [widgets.VBox(controls), self.image] + ([self.map] if self.map is not None else [])
+        views = [widgets.VBox(controls), self.image] + (
+            [self.map] if self.map is not None else []
+        )
         self.widget = widgets.HBox(views)
         self.pad = None
         if drawing:  # "start from my drawing": a pad whose ink moves the sliders to its code
             self.pad = drawing_pad()
             self.input = widgets.Image(format="png")
             self.pad.observe(self._on_drawing, names="ink")
-            self.widget = widgets.VBox([widgets.HBox([self.pad, self.input]), self.widget])
+            self.widget = widgets.VBox(
+                [widgets.HBox([self.pad, self.input]), self.widget]
+            )
         self._render()
 
     def _on_drawing(self, _change=None) -> None:
@@ -118,7 +172,9 @@ class LatentExplorer:
         if x.any():
             device = next(self.model.parameters()).device
             shape = self.model.config.input_shape
-            self.set_z(latent_means(self.model, x.reshape(1, *shape).to(device))[0])
+            self.set_z(
+                latent_means(self.model, x.reshape(1, *shape).to(device))[0]
+            )
 
     @property
     def z(self) -> torch.Tensor:
@@ -152,8 +208,16 @@ class LatentExplorer:
         if self.map is not None:
             picture = self.backdrop.copy()
             row, col = _pixel_of(self.z, len(picture), self.limit)
-            picture[max(row - 3, 0):row + 4, max(col - 3, 0):col + 4] = (0, 0, 0)
-            picture[max(row - 1, 0):row + 2, max(col - 1, 0):col + 2] = (255, 255, 255)
+            picture[max(row - 3, 0) : row + 4, max(col - 3, 0) : col + 4] = (
+                0,
+                0,
+                0,
+            )
+            picture[max(row - 1, 0) : row + 2, max(col - 1, 0) : col + 2] = (
+                255,
+                255,
+                255,
+            )
             self.map.value = png_bytes(picture)
 
     def _ipython_display_(self):
@@ -164,7 +228,9 @@ class LatentExplorer:
 
 def _pad_module() -> str:
     """The drawing pad as an anywidget ES module: explorer.js's pad, sending ink to Python."""
-    return (STATIC / "explorer.js").read_text() + (STATIC / "pad_widget.js").read_text()
+    return (STATIC / "explorer.js").read_text() + (
+        STATIC / "pad_widget.js"
+    ).read_text()
 
 
 def drawing_pad():
@@ -177,8 +243,10 @@ def drawing_pad():
         import anywidget
         import traitlets
     except ImportError as error:
-        raise ImportError("The drawing pad needs anywidget: pip install anywidget (in Colab: "
-                          "%pip install anywidget), then run this cell again.") from error
+        raise ImportError(
+            "The drawing pad needs anywidget: pip install anywidget (in Colab: "
+            "%pip install anywidget), then run this cell again."
+        ) from error
 
     class DrawingPad(anywidget.AnyWidget):
         """Draw with mouse or touch; `ink` holds the canvas' alpha, (size * size) bytes."""
@@ -193,15 +261,19 @@ def drawing_pad():
             if not self.ink:
                 return np.zeros((SIZE, SIZE))
             ink = np.frombuffer(self.ink, np.uint8)
-            if ink.size != self.size ** 2:
-                raise ValueError(f"the pad sent {ink.size} bytes of ink; expected "
-                                 f"{self.size}^2 = {self.size ** 2} (one per canvas pixel)")
+            if ink.size != self.size**2:
+                raise ValueError(
+                    f"the pad sent {ink.size} bytes of ink; expected "
+                    f"{self.size}^2 = {self.size**2} (one per canvas pixel)"
+                )
             return mnist_style(ink.reshape(self.size, self.size) / 255)
 
     return DrawingPad()
 
 
-def map_codes(model: VAE, images: torch.Tensor, limit: float = LIMIT) -> np.ndarray:
+def map_codes(
+    model: VAE, images: torch.Tensor, limit: float = LIMIT
+) -> np.ndarray:
     """2-D codes of images as int8, -127..127 spanning +-limit: (N, 2) -> (2N,)."""
     z = latent_means(model, images).double() / limit
     return torch.round(z.clamp(-1, 1) * 127).to(torch.int8).numpy().ravel()
@@ -219,14 +291,22 @@ def _sliders(dims: list[int], limit: float, step: float) -> str:
     return "\n".join(
         f'<label>z<sub>{d + 1}</sub> <input type="range" min="{-limit}" max="{limit}" '
         f'step="{step}" value="0" data-dim="{d}"> <output>0.00</output></label>'
-        for d in dims)
+        for d in dims
+    )
 
 
-def explorer_html(model: VAE, images: torch.Tensor | None = None,
-                  labels: torch.Tensor | None = None, *, drawing: bool = False,
-                  reference: torch.Tensor | None = None, dims=None,
-                  reference_name: str = "test digits", limit: float = LIMIT,
-                  step: float = 0.01) -> str:
+def explorer_html(
+    model: VAE,
+    images: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
+    *,
+    drawing: bool = False,
+    reference: torch.Tensor | None = None,
+    dims=None,
+    reference_name: str = "test digits",
+    limit: float = LIMIT,
+    step: float = 0.01,
+) -> str:
     """A self-contained HTML + JavaScript explorer: no kernel, no network, no CDN.
 
     Sliders set z (all dimensions, or those in `dims`) and the page decodes it. For a 2-D model,
@@ -238,16 +318,31 @@ def explorer_html(model: VAE, images: torch.Tensor | None = None,
     latent = model.config.latent_dim
     dims = list(range(latent)) if dims is None else [int(d) for d in dims]
     if not dims or not all(0 <= d < latent for d in dims):
-        raise ValueError(f"dims must name latent dimensions 0..{latent - 1}; got {dims}")
-    shapes, arrays = export.layer_arrays("decoder", export.decoder_layers(model))
-    meta = {"decoder": shapes, "latent": latent, "limit": limit, "colours": _label_colours(),
-            "width": int(model.config.input_shape[-1]), "pad": PAD, "box": BOX,
-            "referenceName": reference_name}
+        raise ValueError(
+            f"dims must name latent dimensions 0..{latent - 1}; got {dims}"
+        )
+    shapes, arrays = export.layer_arrays(
+        "decoder", export.decoder_layers(model)
+    )
+    meta = {
+        "decoder": shapes,
+        "latent": latent,
+        "limit": limit,
+        "colours": _label_colours(),
+        "width": int(model.config.input_shape[-1]),
+        "pad": PAD,
+        "box": BOX,
+        "referenceName": reference_name,
+    }
     if drawing:
         if reference is None:
-            raise ValueError("drawing=True ranks a drawing's score among reference images: "
-                             "pass reference=splits.test.images (or any (N, C, H, W) batch).")
-        meta["encoder"], encoder = export.layer_arrays("encoder", export.encoder_layers(model))
+            raise ValueError(
+                "drawing=True ranks a drawing's score among reference images: "
+                "pass reference=splits.test.images (or any (N, C, H, W) batch)."
+            )
+        meta["encoder"], encoder = export.layer_arrays(
+            "encoder", export.encoder_layers(model)
+        )
         arrays.update(encoder)
         eps = export.fixed_noise(latent)
         scores = export.fixed_noise_scores(model, reference, eps)
@@ -256,25 +351,39 @@ def explorer_html(model: VAE, images: torch.Tensor | None = None,
     show_map = latent == 2 and images is not None and labels is not None
     if show_map:
         arrays["map.codes"] = map_codes(model, images[:MAP_POINTS], limit)
-        arrays["map.labels"] = labels[:MAP_POINTS].cpu().numpy().astype(np.uint8)
+        arrays["map.labels"] = (
+            labels[:MAP_POINTS].cpu().numpy().astype(np.uint8)
+        )
     meta["packed"] = export.pack(arrays)
     uid = "vaelib-explorer-" + uuid.uuid4().hex[:8]
-    parts = [f'<div id="{uid}" class="vaelib-explorer">',
-             f"<style>{(STATIC / 'explorer.css').read_text()}</style>"]
+    parts = [
+        f'<div id="{uid}" class="vaelib-explorer">',
+        f"<style>{(STATIC / 'explorer.css').read_text()}</style>",
+    ]
     if drawing:
         parts.append(_DRAWING.format(pad=PAD))
-    key = " ".join(f'<span style="color:{c}">&#9679;{d}</span>'
-                   for d, c in enumerate(meta["colours"]))
+    key = " ".join(
+        f'<span style="color:{c}">&#9679;{d}</span>'
+        for d, c in enumerate(meta["colours"])
+    )
     map_html = _MAP.format(key=key) if show_map else ""
-    parts.append(_DECODER.format(sliders=_sliders(dims, limit, step), map=map_html))
+    parts.append(
+        _DECODER.format(sliders=_sliders(dims, limit, step), map=map_html)
+    )
     if drawing:
-        canvases = "".join('<canvas class="draw" width="28" height="28"></canvas>'
-                           for _ in range(export.DRAWS))
+        canvases = "".join(
+            '<canvas class="draw" width="28" height="28"></canvas>'
+            for _ in range(export.DRAWS)
+        )
         parts.append(_DRAWS.format(canvases=canvases, k=export.DRAWS))
     data = json.dumps(meta).replace("<", "\\u003c").replace(">", "\\u003e")
-    parts.append(f'<script type="application/json" class="vaelib-meta">{data}</script>')
+    parts.append(
+        f'<script type="application/json" class="vaelib-meta">{data}</script>'
+    )
     js = (STATIC / "explorer.js").read_text()
-    parts.append(f"<script>{js}\n" + _START.replace("UID", uid) + "</script>\n</div>\n")
+    parts.append(
+        f"<script>{js}\n" + _START.replace("UID", uid) + "</script>\n</div>\n"
+    )
     return "\n".join(parts)
 
 

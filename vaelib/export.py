@@ -35,13 +35,15 @@ def _check_exportable(model: VAE) -> None:
         raise ValueError(
             "The explorers show unconditional VAEs; this one is conditional "
             f"(num_classes={config.num_classes}). Decode it with "
-            "model.decode(z, labels).")
+            "model.decode(z, labels)."
+        )
     if config.likelihood != "bernoulli":
         raise ValueError(
             "The explorers draw a Bernoulli decoder's mean, sigmoid(logits); "
             f"this VAE's likelihood is {config.likelihood!r}, whose mean "
             "image needs more than a sigmoid. Show it with model.decode(z) "
-            "in a kernel.")
+            "in a kernel."
+        )
 
 
 def _double(t: torch.Tensor) -> torch.Tensor:
@@ -54,8 +56,13 @@ def dense_layers(modules) -> list[dict]:
     layers: list[dict] = []
     for module in modules:
         if isinstance(module, nn.Linear):
-            layers.append({"W": _double(module.weight),
-                           "b": _double(module.bias), "act": "linear"})
+            layers.append(
+                {
+                    "W": _double(module.weight),
+                    "b": _double(module.bias),
+                    "act": "linear",
+                }
+            )
         elif isinstance(module, nn.BatchNorm1d):
             # y = gamma * (Wx + b - mean) / sqrt(var + eps) + beta
             std = torch.sqrt(_double(module.running_var) + module.eps)
@@ -83,8 +90,13 @@ def encoder_layers(model: VAE) -> list[dict]:
     _check_exportable(model)
     layers = dense_layers(model.encoder)
     heads = dense_layers([model.to_mu]) + dense_layers([model.to_logvar])
-    layers.append({"W": torch.cat([h["W"] for h in heads]),
-                   "b": torch.cat([h["b"] for h in heads]), "act": "linear"})
+    layers.append(
+        {
+            "W": torch.cat([h["W"] for h in heads]),
+            "b": torch.cat([h["b"] for h in heads]),
+            "act": "linear",
+        }
+    )
     return layers
 
 
@@ -96,8 +108,9 @@ def quantize_rows(W: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     return codes.to(torch.int16).numpy(), scale.numpy()
 
 
-def run_layers(layers: list[dict], x: torch.Tensor,
-               quantized: bool = False) -> torch.Tensor:
+def run_layers(
+    layers: list[dict], x: torch.Tensor, quantized: bool = False
+) -> torch.Tensor:
     """Exported layers on x (B, in) -> (B, out), in float64;
     quantized=True uses the page's int16 weights and float32 biases."""
     functions = {name: cls() for name, cls in ACTIVATIONS.items()}
@@ -115,8 +128,9 @@ def run_layers(layers: list[dict], x: torch.Tensor,
     return x
 
 
-def decoder_means(layers: list[dict], z: torch.Tensor,
-                  quantized: bool = False) -> torch.Tensor:
+def decoder_means(
+    layers: list[dict], z: torch.Tensor, quantized: bool = False
+) -> torch.Tensor:
     """Pixel means sigmoid(logits) (B, D) of codes z (B, L)."""
     return torch.sigmoid(run_layers(layers, z, quantized))
 
@@ -126,8 +140,9 @@ def layer_arrays(prefix: str, layers: list[dict]) -> tuple[list, dict]:
     shapes, arrays = [], {}
     for i, layer in enumerate(layers):
         codes, scale = quantize_rows(layer["W"])
-        shapes.append({"out": codes.shape[0], "in": codes.shape[1],
-                       "act": layer["act"]})
+        shapes.append(
+            {"out": codes.shape[0], "in": codes.shape[1], "act": layer["act"]}
+        )
         arrays[f"{prefix}{i}.codes"] = codes.ravel()
         arrays[f"{prefix}{i}.scale"] = scale
         arrays[f"{prefix}{i}.bias"] = layer["b"].float().numpy()
@@ -141,8 +156,10 @@ def _bytes_of(name: str, array: np.ndarray) -> bytes:
         return pairs[:, 0].tobytes() + pairs[:, 1].tobytes()
     if array.dtype in (np.float32, np.int8, np.uint8):
         return array.astype(array.dtype.newbyteorder("<")).tobytes()
-    raise TypeError(f"pack ships int16, float32, int8 and uint8 arrays; "
-                    f"{name} is {array.dtype}")
+    raise TypeError(
+        f"pack ships int16, float32, int8 and uint8 arrays; "
+        f"{name} is {array.dtype}"
+    )
 
 
 def pack(arrays: dict[str, np.ndarray]) -> dict:
@@ -159,19 +176,23 @@ def pack(arrays: dict[str, np.ndarray]) -> dict:
     payload = zlib.compress(b"".join(chunks), 9)
     size = len(payload)
     encoded = base64.b85encode(payload + bytes(-size % 4))
-    return {"parts": parts, "size": size,
-            "text": encoded.translate(_SAFE).decode("ascii")}
+    return {
+        "parts": parts,
+        "size": size,
+        "text": encoded.translate(_SAFE).decode("ascii"),
+    }
 
 
 def unpack(packed: dict) -> dict[str, np.ndarray]:
     """The inverse of `pack` (what the page's `unpack` does)."""
-    text = packed["text"].encode().translate(
-        bytes.maketrans(b".,:[]", b"&<>*|"))
-    data = zlib.decompress(base64.b85decode(text)[:packed["size"]])
+    text = (
+        packed["text"].encode().translate(bytes.maketrans(b".,:[]", b"&<>*|"))
+    )
+    data = zlib.decompress(base64.b85decode(text)[: packed["size"]])
     arrays, offset = {}, 0
     for name, dtype, n in packed["parts"]:
         width = np.dtype(dtype).itemsize
-        chunk = np.frombuffer(data[offset:offset + n * width], np.uint8)
+        chunk = np.frombuffer(data[offset : offset + n * width], np.uint8)
         if dtype == "int16":
             chunk = np.stack([chunk[:n], chunk[n:]], axis=1).ravel()
         arrays[name] = chunk.view(np.dtype(dtype).newbyteorder("<"))
@@ -179,8 +200,9 @@ def unpack(packed: dict) -> dict[str, np.ndarray]:
     return arrays
 
 
-def fixed_noise(latent_dim: int, draws: int = DRAWS,
-                seed: int = NOISE_SEED) -> torch.Tensor:
+def fixed_noise(
+    latent_dim: int, draws: int = DRAWS, seed: int = NOISE_SEED
+) -> torch.Tensor:
     """The page's fixed eps ~ N(0, I), (draws, L) in float32."""
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(draws, latent_dim, generator=generator)
@@ -196,8 +218,9 @@ def _neg_elbo(x, mu, logvar, decode_logits, eps) -> torch.Tensor:
 
 
 @torch.no_grad()
-def fixed_noise_scores(model: VAE, x: torch.Tensor, eps: torch.Tensor,
-                       exported: bool = False) -> torch.Tensor:
+def fixed_noise_scores(
+    model: VAE, x: torch.Tensor, eps: torch.Tensor, exported: bool = False
+) -> torch.Tensor:
     """-ELBO of images x (B, C, H, W) with the fixed draws eps (K, L): (B,).
 
     KL(q(z|x) || p(z)) exactly, plus the Bernoulli cross-entropy averaged
@@ -209,18 +232,20 @@ def fixed_noise_scores(model: VAE, x: torch.Tensor, eps: torch.Tensor,
         encoder, decoder = encoder_layers(model), decoder_layers(model)
         x = model.flatten(x).double().cpu()
         mu, logvar = run_layers(encoder, x, True).chunk(2, dim=1)
-        return _neg_elbo(x, mu, logvar,
-                         lambda z: run_layers(decoder, z, True),
-                         eps.double())
+        return _neg_elbo(
+            x, mu, logvar, lambda z: run_layers(decoder, z, True), eps.double()
+        )
     device = next(model.parameters()).device
     x = model.flatten(x.to(device))
     mu, logvar = model.encode(x)
-    return _neg_elbo(x, mu, logvar, model.decode_logits,
-                     eps.to(device, mu.dtype))
+    return _neg_elbo(
+        x, mu, logvar, model.decode_logits, eps.to(device, mu.dtype)
+    )
 
 
-def score_quantiles(scores: torch.Tensor,
-                    points: int = REFERENCE_POINTS) -> np.ndarray:
+def score_quantiles(
+    scores: torch.Tensor, points: int = REFERENCE_POINTS
+) -> np.ndarray:
     """`points` evenly spaced order statistics of scores (N,), float32."""
     ordered = torch.sort(scores.double().cpu()).values
     ranks = torch.round(torch.linspace(0, len(ordered) - 1, points)).long()

@@ -31,7 +31,9 @@ class LossTerms(NamedTuple):
     kl: torch.Tensor  # KL(q(z|x) || N(0, I)), closed form
 
 
-def gaussian_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+def gaussian_kl_per_dim(
+    mu: torch.Tensor, logvar: torch.Tensor
+) -> torch.Tensor:
     """KL(N(mu_j, exp(logvar_j)) || N(0, 1)) of every latent dimension: (B, L) -> (B, L)."""
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
 
@@ -49,7 +51,9 @@ def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     log-density (`log_cb_normaliser` is what is missing). Uses the logits form, which is exact
     where sigmoid + BCE would saturate to log(0).
     """
-    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=1)
+    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(
+        dim=1
+    )
 
 
 def log_cb_normaliser(logits: torch.Tensor) -> torch.Tensor:
@@ -61,12 +65,20 @@ def log_cb_normaliser(logits: torch.Tensor) -> torch.Tensor:
     """
     a = logits.abs()
     near_half = a < 1e-3
-    safe = torch.where(near_half, torch.ones_like(a), a)  # keeps NaN out of the unused branch's gradient
-    log_tanh = torch.log(-torch.expm1(-safe)) - torch.log1p(torch.exp(-safe))  # log tanh(safe / 2)
-    return torch.where(near_half, math.log(2) + logits.pow(2) / 12, safe.log() - log_tanh)
+    safe = torch.where(
+        near_half, torch.ones_like(a), a
+    )  # keeps NaN out of the unused branch's gradient
+    log_tanh = torch.log(-torch.expm1(-safe)) - torch.log1p(
+        torch.exp(-safe)
+    )  # log tanh(safe / 2)
+    return torch.where(
+        near_half, math.log(2) + logits.pow(2) / 12, safe.log() - log_tanh
+    )
 
 
-def continuous_bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def continuous_bernoulli_nll(
+    logits: torch.Tensor, x: torch.Tensor
+) -> torch.Tensor:
     """-log p(x|z) under the continuous Bernoulli (Loaiza-Ganem & Cunningham, 2019): (B, D) -> (B,).
 
     A density on [0, 1]: the Bernoulli cross-entropy minus the log normaliser of every pixel.
@@ -74,13 +86,21 @@ def continuous_bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Ten
     return bernoulli_nll(logits, x) - log_cb_normaliser(logits).sum(dim=1)
 
 
-def gaussian_nll(mean: torch.Tensor, sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+def gaussian_nll(
+    mean: torch.Tensor, sigma: torch.Tensor | float, x: torch.Tensor
+) -> torch.Tensor:
     """-log N(x; mean, sigma^2) summed over pixels: (B, D) -> (B,); sigma a number or (B, D)."""
     sigma = torch.as_tensor(sigma, dtype=mean.dtype, device=mean.device)
-    return (0.5 * ((x - mean) / sigma).pow(2) + sigma.log() + 0.5 * LOG_2PI).expand_as(x).sum(dim=1)
+    return (
+        (0.5 * ((x - mean) / sigma).pow(2) + sigma.log() + 0.5 * LOG_2PI)
+        .expand_as(x)
+        .sum(dim=1)
+    )
 
 
-def discretized_logistic_log_probs(loc: torch.Tensor, scale: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+def discretized_logistic_log_probs(
+    loc: torch.Tensor, scale: torch.Tensor, k: torch.Tensor
+) -> torch.Tensor:
     """log P(pixel = k) of a logistic(loc, scale) on [0, 1] rounded to the grid k / 255, elementwise.
 
     Bin k covers [(k - 1/2) / 255, (k + 1/2) / 255); the edge bins take the tails (k = 0 everything
@@ -94,18 +114,28 @@ def discretized_logistic_log_probs(loc: torch.Tensor, scale: torch.Tensor, k: to
     a, b = (centred + 0.5 / LEVELS) * inv, (centred - 0.5 / LEVELS) * inv
     top, bottom = k >= LEVELS, k <= 0  # functions of k only: cheap, broadcast
     zero = torch.zeros((), dtype=a.dtype, device=a.device)
-    upper = torch.where(top, zero, F.logsigmoid(a))  # log P(below the upper edge); 0 for the top bin
-    lower = torch.where(bottom, zero, F.logsigmoid(-b))  # log P(above the lower edge); 0 for the bottom bin
-    width = torch.where(top | bottom, zero, torch.log(-torch.expm1(-inv / LEVELS)))  # log(1 - exp(b - a))
+    upper = torch.where(
+        top, zero, F.logsigmoid(a)
+    )  # log P(below the upper edge); 0 for the top bin
+    lower = torch.where(
+        bottom, zero, F.logsigmoid(-b)
+    )  # log P(above the lower edge); 0 for the bottom bin
+    width = torch.where(
+        top | bottom, zero, torch.log(-torch.expm1(-inv / LEVELS))
+    )  # log(1 - exp(b - a))
     return upper + lower + width
 
 
-def discretized_logistic_nll(loc: torch.Tensor, scale: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+def discretized_logistic_nll(
+    loc: torch.Tensor, scale: torch.Tensor, k: torch.Tensor
+) -> torch.Tensor:
     """-log P(x|z) of 8-bit pixels k (integers 0..255 as floats) under a discretized logistic: (B, D) -> (B,)."""
     return -discretized_logistic_log_probs(loc, scale, k).sum(dim=1)
 
 
-def free_bits_kl(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> torch.Tensor:
+def free_bits_kl(
+    mu: torch.Tensor, logvar: torch.Tensor, free_bits: float
+) -> torch.Tensor:
     """The KL penalty with free bits (Kingma et al., 2016): (B, L) -> (B,).
 
     A latent dimension whose KL, averaged over the batch, is below `free_bits` nats costs a constant
@@ -117,9 +147,15 @@ def free_bits_kl(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> to
     return torch.where(below, torch.full_like(kl, free_bits), kl).sum(dim=1)
 
 
-def vae_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-             beta: float = 1.0, free_bits: float = 0.0,
-             nll: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = bernoulli_nll) -> LossTerms:
+def vae_loss(
+    logits: torch.Tensor,
+    x: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    beta: float = 1.0,
+    free_bits: float = 0.0,
+    nll: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = bernoulli_nll,
+) -> LossTerms:
     """All terms of the (beta-weighted) negative ELBO for one batch, per image: each (B,).
 
     `nll(decoder outputs, x (B, D))` scores the pixels (`vaelib.likelihoods.nll_function` gives the

@@ -31,7 +31,12 @@ class VAEOutput(NamedTuple):
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
 
 
-def mlp(sizes: list[int], batch_norm: bool, dropout: float, activation: str = "relu") -> nn.Sequential:
+def mlp(
+    sizes: list[int],
+    batch_norm: bool,
+    dropout: float,
+    activation: str = "relu",
+) -> nn.Sequential:
     """Linear -> [BatchNorm] -> activation -> [Dropout] for each consecutive pair in `sizes`."""
     layers: list[nn.Module] = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):
@@ -44,12 +49,21 @@ def mlp(sizes: list[int], batch_norm: bool, dropout: float, activation: str = "r
     return nn.Sequential(*layers)
 
 
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def reparameterize(
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """z = mu + sigma * eps with eps ~ N(0, I); differentiable in mu and logvar. (B, L) -> (B, L)."""
     if generator is None:
         eps = torch.randn_like(mu)
     else:
-        eps = torch.randn(mu.shape, generator=generator, device=draw_on(generator, mu.device), dtype=mu.dtype)
+        eps = torch.randn(
+            mu.shape,
+            generator=generator,
+            device=draw_on(generator, mu.device),
+            dtype=mu.dtype,
+        )
         eps = eps.to(mu.device)
     return mu + torch.exp(0.5 * logvar) * eps
 
@@ -62,54 +76,95 @@ class VAE(nn.Module):
         self.config = config = config or VAEConfig()
         hidden = list(config.hidden_dims)
         n_cls = config.num_classes
-        self.encoder = mlp([config.input_dim + n_cls, *hidden], config.batch_norm, config.dropout, config.activation)
-        self.to_mu = nn.Linear(hidden[-1] if hidden else config.input_dim + n_cls, config.latent_dim)
-        self.to_logvar = nn.Linear(hidden[-1] if hidden else config.input_dim + n_cls, config.latent_dim)
-        self.decoder = mlp([config.latent_dim + n_cls, *reversed(hidden)], config.batch_norm, config.dropout,
-                           config.activation)
-        self.to_logits = nn.Linear(hidden[0] if hidden else config.latent_dim + n_cls,
-                                   config.input_dim * likelihoods.params_per_pixel(config))
+        self.encoder = mlp(
+            [config.input_dim + n_cls, *hidden],
+            config.batch_norm,
+            config.dropout,
+            config.activation,
+        )
+        self.to_mu = nn.Linear(
+            hidden[-1] if hidden else config.input_dim + n_cls,
+            config.latent_dim,
+        )
+        self.to_logvar = nn.Linear(
+            hidden[-1] if hidden else config.input_dim + n_cls,
+            config.latent_dim,
+        )
+        self.decoder = mlp(
+            [config.latent_dim + n_cls, *reversed(hidden)],
+            config.batch_norm,
+            config.dropout,
+            config.activation,
+        )
+        self.to_logits = nn.Linear(
+            hidden[0] if hidden else config.latent_dim + n_cls,
+            config.input_dim * likelihoods.params_per_pixel(config),
+        )
 
     def flatten(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) or (B, D) -> (B, D), with a clear error for any other shape."""
         shape, d = tuple(self.config.input_shape), self.config.input_dim
-        if x.ndim >= 2 and (tuple(x.shape[1:]) == shape or tuple(x.shape[1:]) == (d,)):
+        if x.ndim >= 2 and (
+            tuple(x.shape[1:]) == shape or tuple(x.shape[1:]) == (d,)
+        ):
             return x.reshape(len(x), d)
-        raise ValueError(f"VAE expects a batch of shape (B, {', '.join(map(str, shape))}) or (B, {d}); "
-                         f"got {tuple(x.shape)}. For one image add a batch dimension: x.unsqueeze(0).")
+        raise ValueError(
+            f"VAE expects a batch of shape (B, {', '.join(map(str, shape))}) or (B, {d}); "
+            f"got {tuple(x.shape)}. For one image add a batch dimension: x.unsqueeze(0)."
+        )
 
-    def with_labels(self, h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    def with_labels(
+        self, h: torch.Tensor, labels: torch.Tensor | None
+    ) -> torch.Tensor:
         """(B, K) -> (B, K + num_classes) with one-hot labels appended; unchanged for an unconditional model."""
         n_cls = self.config.num_classes
         if not n_cls:
             if labels is not None:
-                raise ValueError("labels were given to an unconditional VAE (num_classes=0); drop them, or "
-                                 "train a conditional one with VAEConfig(num_classes=10).")
+                raise ValueError(
+                    "labels were given to an unconditional VAE (num_classes=0); drop them, or "
+                    "train a conditional one with VAEConfig(num_classes=10)."
+                )
             return h
         if labels is None:
-            raise ValueError(f"This VAE is conditional (num_classes={n_cls}): pass labels, a (B,) tensor of "
-                             f"integers in 0..{n_cls - 1}, e.g. model(x, labels) or model.decode(z, labels).")
+            raise ValueError(
+                f"This VAE is conditional (num_classes={n_cls}): pass labels, a (B,) tensor of "
+                f"integers in 0..{n_cls - 1}, e.g. model(x, labels) or model.decode(z, labels)."
+            )
         labels = torch.as_tensor(labels, device=h.device)
         if labels.shape != (len(h),) or labels.dtype.is_floating_point:
-            raise ValueError(f"labels must be integers of shape ({len(h)},), one per image; got "
-                             f"{labels.dtype} {tuple(labels.shape)}")
+            raise ValueError(
+                f"labels must be integers of shape ({len(h)},), one per image; got "
+                f"{labels.dtype} {tuple(labels.shape)}"
+            )
         if len(labels) and (labels.min() < 0 or labels.max() >= n_cls):
-            raise ValueError(f"labels must lie in 0..{n_cls - 1}; got values from {labels.min().item()} "
-                             f"to {labels.max().item()}")
-        return torch.cat([h, F.one_hot(labels.long(), n_cls).to(h.dtype)], dim=1)
+            raise ValueError(
+                f"labels must lie in 0..{n_cls - 1}; got values from {labels.min().item()} "
+                f"to {labels.max().item()}"
+            )
+        return torch.cat(
+            [h, F.one_hot(labels.long(), n_cls).to(h.dtype)], dim=1
+        )
 
-    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, C, H, W) [, labels (B,)] -> mu (B, L), logvar (B, L)."""
         h = self.encoder(self.with_labels(self.flatten(x), labels))
         return self.to_mu(h), self.to_logvar(h)
 
-    def decode_logits(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def decode_logits(
+        self, z: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """z (B, L) [, labels (B,)] -> decoder outputs (B, P*D): Bernoulli logits (B, D) by default."""
         if z.ndim != 2 or z.shape[1] != self.config.latent_dim:
-            raise ValueError(f"decode expects z of shape (B, {self.config.latent_dim}); got {tuple(z.shape)}")
+            raise ValueError(
+                f"decode expects z of shape (B, {self.config.latent_dim}); got {tuple(z.shape)}"
+            )
         return self.to_logits(self.decoder(self.with_labels(z, labels)))
 
-    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def decode(
+        self, z: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """z (B, L) [, labels (B,)] -> the decoder's mean images E[x | z], (B, C, H, W).
 
         For the Bernoulli likelihood E[x | z] = sigmoid(logits). A mean image is not a sample:
@@ -118,32 +173,56 @@ class VAE(nn.Module):
         means = likelihoods.mean(self.config, self.decode_logits(z, labels))
         return means.reshape(len(z), *self.config.input_shape)
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> VAEOutput:
+    def forward(
+        self,
+        x: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> VAEOutput:
         """x (B, C, H, W) [, labels (B,)] -> logits (B, D), mu, logvar, z (B, L)."""
         mu, logvar = self.encode(x, labels)
         z = reparameterize(mu, logvar, generator)
         return VAEOutput(self.decode_logits(z, labels), mu, logvar, z)
 
     @torch.no_grad()
-    def mean_images(self, n: int, generator: torch.Generator | None = None,
-                    labels: torch.Tensor | None = None) -> torch.Tensor:
+    def mean_images(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Decoder means (n, C, H, W) of n codes z ~ N(0, I) [given labels (n,) for a conditional model]."""
         device = next(self.parameters()).device
-        z = torch.randn(n, self.config.latent_dim, generator=generator, device=draw_on(generator, device))
+        z = torch.randn(
+            n,
+            self.config.latent_dim,
+            generator=generator,
+            device=draw_on(generator, device),
+        )
         return self.decode(z.to(device), labels)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None,
-               labels: torch.Tensor | None = None) -> torch.Tensor:
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """n images (n, C, H, W) drawn from the model: z ~ N(0, I), then every pixel x ~ p(x | z).
 
         Bernoulli draws are black-and-white. With the same generator state they use the same codes
         z as `mean_images`, so the two can be shown side by side.
         """
         device = next(self.parameters()).device
-        z = torch.randn(n, self.config.latent_dim, generator=generator, device=draw_on(generator, device))
-        draws = likelihoods.sample(self.config, self.decode_logits(z.to(device), labels), generator)
+        z = torch.randn(
+            n,
+            self.config.latent_dim,
+            generator=generator,
+            device=draw_on(generator, device),
+        )
+        draws = likelihoods.sample(
+            self.config, self.decode_logits(z.to(device), labels), generator
+        )
         return draws.reshape(n, *self.config.input_shape)
 
 

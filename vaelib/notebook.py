@@ -10,7 +10,10 @@ def show_source(*objects):
     """Syntax-highlighted source of functions/classes, for display in Jupyter, Colab and the book."""
     from IPython.display import Code
 
-    return Code("\n\n".join(textwrap.dedent(inspect.getsource(o)) for o in objects), language="python")
+    return Code(
+        "\n\n".join(textwrap.dedent(inspect.getsource(o)) for o in objects),
+        language="python",
+    )
 
 
 def glue(name: str, value) -> None:
@@ -33,9 +36,17 @@ def layer_table(model, x):
     rows, hooks = [], []
     for name, module in model.named_modules():
         if len(list(module.children())) == 0:
+
             def record(mod, _inputs, output, name=name):
-                rows.append({"layer": name, "type": type(mod).__name__, "output shape": tuple(output.shape),
-                             "parameters": sum(p.numel() for p in mod.parameters())})
+                rows.append(
+                    {
+                        "layer": name,
+                        "type": type(mod).__name__,
+                        "output shape": tuple(output.shape),
+                        "parameters": sum(p.numel() for p in mod.parameters()),
+                    }
+                )
+
             hooks.append(module.register_forward_hook(record))
     try:
         with torch.no_grad():

@@ -31,42 +31,71 @@ class LinearGaussian:
 
     def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x, z) = log p(z) + log p(x | z)."""
-        return normal_log_prob(z, 0.0, 1.0) + normal_log_prob(x, self.w * z + self.b, self.s ** 2)
+        return normal_log_prob(z, 0.0, 1.0) + normal_log_prob(
+            x, self.w * z + self.b, self.s**2
+        )
 
     def log_marginal(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x): x ~ N(b, w^2 + s^2)."""
-        return normal_log_prob(x, self.b, self.w ** 2 + self.s ** 2)
+        return normal_log_prob(x, self.b, self.w**2 + self.s**2)
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance of p(z | x), by completing the square."""
-        var = 1.0 / (1.0 + self.w ** 2 / self.s ** 2)
-        return var * self.w * (x - self.b) / self.s ** 2, torch.full_like(x, var)
+        var = 1.0 / (1.0 + self.w**2 / self.s**2)
+        return var * self.w * (x - self.b) / self.s**2, torch.full_like(x, var)
 
-    def elbo(self, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    def elbo(
+        self, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
+    ) -> torch.Tensor:
         """E_q[log p(x|z)] - KL(q || p(z)) for q = N(mu, exp(logvar)), in closed form."""
         var = logvar.exp()
-        expected_loglik = -0.5 * (LOG_2PI + math.log(self.s ** 2) + ((x - self.b - self.w * mu) ** 2 + self.w ** 2 * var) / self.s ** 2)
-        kl_prior = 0.5 * (mu ** 2 + var - 1.0 - logvar)
+        expected_loglik = -0.5 * (
+            LOG_2PI
+            + math.log(self.s**2)
+            + ((x - self.b - self.w * mu) ** 2 + self.w**2 * var) / self.s**2
+        )
+        kl_prior = 0.5 * (mu**2 + var - 1.0 - logvar)
         return expected_loglik - kl_prior
 
-    def kl_to_posterior(self, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    def kl_to_posterior(
+        self, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
+    ) -> torch.Tensor:
         """KL(q || p(z | x)) between two one-dimensional Gaussians."""
         post_mean, post_var = self.posterior(x)
         var = logvar.exp()
-        return 0.5 * (torch.log(post_var) - logvar + (var + (mu - post_mean) ** 2) / post_var - 1.0)
+        return 0.5 * (
+            torch.log(post_var)
+            - logvar
+            + (var + (mu - post_mean) ** 2) / post_var
+            - 1.0
+        )
 
 
-def log_marginal_numerical(log_joint: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
-                           z_min: float = -12.0, z_max: float = 12.0, n: int = 24_001) -> torch.Tensor:
+def log_marginal_numerical(
+    log_joint: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    z_min: float = -12.0,
+    z_max: float = 12.0,
+    n: int = 24_001,
+) -> torch.Tensor:
     """log p(x) = log of the integral of p(x, z) dz, by the trapezoid rule on a grid: x (N,) -> (N,)."""
     z = torch.linspace(z_min, z_max, n, dtype=torch.float64)
-    log_weights = torch.full((n,), math.log((z_max - z_min) / (n - 1)), dtype=torch.float64)
+    log_weights = torch.full(
+        (n,), math.log((z_max - z_min) / (n - 1)), dtype=torch.float64
+    )
     log_weights[[0, -1]] -= math.log(2.0)
-    return torch.logsumexp(log_joint(x[:, None], z[None, :]) + log_weights, dim=1)
+    return torch.logsumexp(
+        log_joint(x[:, None], z[None, :]) + log_weights, dim=1
+    )
 
 
-def reparam_gradients(f: Callable[[torch.Tensor], torch.Tensor], mu: float, logvar: float, n: int,
-                      generator: torch.Generator) -> torch.Tensor:
+def reparam_gradients(
+    f: Callable[[torch.Tensor], torch.Tensor],
+    mu: float,
+    logvar: float,
+    n: int,
+    generator: torch.Generator,
+) -> torch.Tensor:
     """n one-sample estimates of d/d(mu, logvar) E_q[f(z)], q = N(mu, exp(logvar)), via z = mu + sigma eps: (n, 2)."""
     eps = torch.randn(n, generator=generator, dtype=torch.float64)
     mus = torch.full((n,), mu, dtype=torch.float64, requires_grad=True)
@@ -75,10 +104,19 @@ def reparam_gradients(f: Callable[[torch.Tensor], torch.Tensor], mu: float, logv
     return torch.stack([mus.grad, logvars.grad], dim=1)
 
 
-def score_gradients(f: Callable[[torch.Tensor], torch.Tensor], mu: float, logvar: float, n: int,
-                    generator: torch.Generator) -> torch.Tensor:
+def score_gradients(
+    f: Callable[[torch.Tensor], torch.Tensor],
+    mu: float,
+    logvar: float,
+    n: int,
+    generator: torch.Generator,
+) -> torch.Tensor:
     """n one-sample score-function (REINFORCE) estimates f(z) * d/d(mu, logvar) log q(z): (n, 2)."""
     var = math.exp(logvar)
-    z = mu + math.sqrt(var) * torch.randn(n, generator=generator, dtype=torch.float64)
-    score = torch.stack([(z - mu) / var, 0.5 * ((z - mu) ** 2 / var - 1.0)], dim=1)
+    z = mu + math.sqrt(var) * torch.randn(
+        n, generator=generator, dtype=torch.float64
+    )
+    score = torch.stack(
+        [(z - mu) / var, 0.5 * ((z - mu) ** 2 / var - 1.0)], dim=1
+    )
     return f(z)[:, None] * score

@@ -14,7 +14,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    atomic_write,
+    load_checkpoint,
+    save_checkpoint,
+)
 from . import likelihoods
 from .config import VAEConfig
 from .data import Splits
@@ -36,23 +41,37 @@ class FitResult:
     history: pd.DataFrame  # per epoch: lr, train_/val_ loss, recon, kl (nats/image), train_seconds, seconds
     best_epoch: int  # 1-based epoch with the lowest validation loss
     best_val_loss: float  # that loss, nats per image
-    stopped_early: bool  # True if early stopping ended the run before config.epochs
-    run_dir: Path | None  # where best.pt, last.pt and metrics.csv are, if anywhere
-    trained: bool = True  # False when vaelib.load_run read the run back from disk
+    stopped_early: (
+        bool  # True if early stopping ended the run before config.epochs
+    )
+    run_dir: (
+        Path | None
+    )  # where best.pt, last.pt and metrics.csv are, if anywhere
+    trained: bool = (
+        True  # False when vaelib.load_run read the run back from disk
+    )
 
 
 def make_optimizer(model: VAE, config: VAEConfig) -> torch.optim.Optimizer:
     """Adam over all parameters at config.lr; the fused kernel where PyTorch has one (CPU, CUDA)."""
     device = next(model.parameters()).device
-    return torch.optim.Adam(model.parameters(), lr=config.lr, fused=device.type in ("cpu", "cuda") or None)
+    return torch.optim.Adam(
+        model.parameters(),
+        lr=config.lr,
+        fused=device.type in ("cpu", "cuda") or None,
+    )
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: VAEConfig):
     """ReduceLROnPlateau on validation loss (halves the LR), cosine annealing, or None."""
     if config.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=config.lr_patience)
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=0.5, patience=config.lr_patience
+        )
     if config.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=config.epochs
+        )
     return None
 
 
@@ -69,8 +88,14 @@ def kl_weight(config: VAEConfig, epoch: float) -> float:
     return config.beta * min(1.0, epoch / config.kl_warmup)
 
 
-def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, config: VAEConfig,
-                labels: torch.Tensor | None = None, epoch: int = 1) -> dict:
+def train_epoch(
+    model: VAE,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    config: VAEConfig,
+    labels: torch.Tensor | None = None,
+    epoch: int = 1,
+) -> dict:
     """One pass over `images` (N, C, H, W) [and labels (N,)] in shuffled batches; mean loss/recon/kl per image.
 
     `epoch` (1-based) places the pass on the KL warm-up ramp; the reported loss uses the weight in force.
@@ -79,14 +104,21 @@ def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, images: torch.Tens
     n, bs = len(images), config.batch_size
     perm = torch.randperm(n, device=images.device)
     sums = torch.zeros(3, device=images.device)
-    starts = range(0, n - 1, bs)  # a final batch of one image is skipped: batch norm needs two
+    starts = range(
+        0, n - 1, bs
+    )  # a final batch of one image is skipped: batch norm needs two
     seen, nll = 0, likelihoods.nll_function(config)
     for step, start in enumerate(starts):
-        idx = perm[start:start + bs]
-        x, y = likelihoods.prepare(config, images[idx], check=False), None if labels is None else labels[idx]
+        idx = perm[start : start + bs]
+        x, y = (
+            likelihoods.prepare(config, images[idx], check=False),
+            None if labels is None else labels[idx],
+        )
         out = model(x, y)
         beta = kl_weight(config, epoch - 1 + (step + 1) / len(starts))
-        terms = vae_loss(out.logits, x, out.mu, out.logvar, beta, config.free_bits, nll)
+        terms = vae_loss(
+            out.logits, x, out.mu, out.logvar, beta, config.free_bits, nll
+        )
         optimizer.zero_grad(set_to_none=True)
         terms.loss.mean().backward()
         optimizer.step()
@@ -96,33 +128,50 @@ def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, images: torch.Tens
     return dict(zip(METRICS, means))
 
 
-def _resume_state(run_dir: Path, config: VAEConfig, model: VAE, optimizer, scheduler) -> dict:
-    state = load_checkpoint(run_dir / "last.pt", map_location=next(model.parameters()).device)
+def _resume_state(
+    run_dir: Path, config: VAEConfig, model: VAE, optimizer, scheduler
+) -> dict:
+    state = load_checkpoint(
+        run_dir / "last.pt", map_location=next(model.parameters()).device
+    )
     saved = VAEConfig.from_dict(state["config"])
     if saved.replace(epochs=config.epochs, device=config.device) != config:
-        raise CheckpointError(f"{run_dir / 'last.pt'} was trained with a different config; resume needs "
-                              f"the same config (only epochs may change).\n saved: {saved}\n given: {config}")
+        raise CheckpointError(
+            f"{run_dir / 'last.pt'} was trained with a different config; resume needs "
+            f"the same config (only epochs may change).\n saved: {saved}\n given: {config}"
+        )
     if config.scheduler == "cosine" and saved.epochs != config.epochs:
-        raise CheckpointError("A cosine schedule is fixed by epochs; resume it with the same epochs "
-                              f"({saved.epochs}) or start a new run.")
+        raise CheckpointError(
+            "A cosine schedule is fixed by epochs; resume it with the same epochs "
+            f"({saved.epochs}) or start a new run."
+        )
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None:
         scheduler.load_state_dict(state["scheduler"])
     if "best_model" not in state:
-        raise CheckpointError(f"{run_dir / 'last.pt'} was written by an older vaelib and does not hold the best "
-                              f"weights; start a new run (delete {run_dir}).")
+        raise CheckpointError(
+            f"{run_dir / 'last.pt'} was written by an older vaelib and does not hold the best "
+            f"weights; start a new run (delete {run_dir})."
+        )
     return state  # best_model, best_val and best_epoch come from this one file, so they always belong together
 
 
-def _check_finite(train: dict, epoch: int, config: VAEConfig, run_dir: Path | None) -> None:
+def _check_finite(
+    train: dict, epoch: int, config: VAEConfig, run_dir: Path | None
+) -> None:
     if all(math.isfinite(v) for v in train.values()):
         return
-    where = f" The last good weights are in {run_dir / 'last.pt'}." if run_dir else ""
+    where = (
+        f" The last good weights are in {run_dir / 'last.pt'}."
+        if run_dir
+        else ""
+    )
     raise TrainingDivergedError(
         f"Training diverged in epoch {epoch}: the loss became {train['loss']} (recon {train['recon']}, "
         f"kl {train['kl']}).{where} Lower the learning rate (lr={config.lr}), check the inputs are in "
-        f"[0, 1] and contain no NaN, or keep batch_norm=True.")
+        f"[0, 1] and contain no NaN, or keep batch_norm=True."
+    )
 
 
 def _denormals_flushed() -> bool:
@@ -141,7 +190,9 @@ def flushed_denormals(flush: bool = True):
     their own setting: `python -m vaelib` trains each model in a fresh single-threaded process.
     """
     before = _denormals_flushed()
-    torch.set_flush_denormal(flush)  # a no-op where the processor has no such mode
+    torch.set_flush_denormal(
+        flush
+    )  # a no-op where the processor has no such mode
     try:
         yield
     finally:
@@ -154,18 +205,32 @@ def _check_splits(splits: Splits, config: VAEConfig) -> None:
     for name, split in (("train", splits.train), ("val", splits.val)):
         x = split.images
         if x.ndim != 1 + len(shape) or tuple(x.shape[1:]) != shape:
-            hint = (" They look channels-last: use images.permute(0, 3, 1, 2)."
-                    if x.ndim == 4 and tuple(x.shape[1:]) == shape[1:] + shape[:1] else "")
-            raise ValueError(f"splits.{name}.images must have shape (N, {', '.join(map(str, shape))}) to match "
-                             f"config.input_shape; got {tuple(x.shape)}.{hint}")
+            hint = (
+                " They look channels-last: use images.permute(0, 3, 1, 2)."
+                if x.ndim == 4 and tuple(x.shape[1:]) == shape[1:] + shape[:1]
+                else ""
+            )
+            raise ValueError(
+                f"splits.{name}.images must have shape (N, {', '.join(map(str, shape))}) to match "
+                f"config.input_shape; got {tuple(x.shape)}.{hint}"
+            )
     if len(splits.train) < 2 or len(splits.val) < 1:
-        raise ValueError(f"fit needs at least 2 training images (a batch of one has no batch statistics) and 1 "
-                         f"validation image; got {len(splits.train)} and {len(splits.val)}.")
+        raise ValueError(
+            f"fit needs at least 2 training images (a batch of one has no batch statistics) and 1 "
+            f"validation image; got {len(splits.train)} and {len(splits.val)}."
+        )
 
 
-def fit(model: VAE, splits: Splits, config: VAEConfig | None = None, run_dir: str | Path | None = None,
-        resume: bool = False, progress: bool = True,
-        on_epoch_end: Callable[[dict], None] | None = None, flush_denormals: bool = True) -> FitResult:
+def fit(
+    model: VAE,
+    splits: Splits,
+    config: VAEConfig | None = None,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    on_epoch_end: Callable[[dict], None] | None = None,
+    flush_denormals: bool = True,
+) -> FitResult:
     """Train `model` on splits.train, select on splits.val; the test split is never touched.
 
     Each epoch writes run_dir/last.pt (everything needed to resume), run_dir/best.pt (the weights
@@ -178,16 +243,32 @@ def fit(model: VAE, splits: Splits, config: VAEConfig | None = None, run_dir: st
     config = config or model.config
     _check_splits(splits, config)
     with flushed_denormals(flush_denormals):
-        return _fit(model, splits, config, run_dir, resume, progress, on_epoch_end)
+        return _fit(
+            model, splits, config, run_dir, resume, progress, on_epoch_end
+        )
 
 
-def _fit(model: VAE, splits: Splits, config: VAEConfig, run_dir: str | Path | None, resume: bool, progress: bool,
-         on_epoch_end: Callable[[dict], None] | None) -> FitResult:
+def _fit(
+    model: VAE,
+    splits: Splits,
+    config: VAEConfig,
+    run_dir: str | Path | None,
+    resume: bool,
+    progress: bool,
+    on_epoch_end: Callable[[dict], None] | None,
+) -> FitResult:
     device = next(model.parameters()).device
-    train_x, val_x = splits.train.images.to(device), splits.val.images.to(device)
+    train_x, val_x = (
+        splits.train.images.to(device),
+        splits.val.images.to(device),
+    )
     for x in (train_x, val_x):
         likelihoods.check_pixels(config, x)
-    train_y, val_y = (splits.train.labels.to(device), splits.val.labels.to(device)) if config.num_classes else (None, None)
+    train_y, val_y = (
+        (splits.train.labels.to(device), splits.val.labels.to(device))
+        if config.num_classes
+        else (None, None)
+    )
     run_dir = Path(run_dir) if run_dir is not None else None
     optimizer, history = make_optimizer(model, config), []
     scheduler = make_scheduler(optimizer, config)
@@ -197,14 +278,40 @@ def _fit(model: VAE, splits: Splits, config: VAEConfig, run_dir: str | Path | No
     best_model = copy.deepcopy(model.state_dict())
     if resume and run_dir is not None and (run_dir / "last.pt").exists():
         state = _resume_state(run_dir, config, model, optimizer, scheduler)
-        start, history, best_model = state["epoch"], state["history"], state["best_model"]
-        best_val, best_epoch, bad_epochs = state["best_val"], state["best_epoch"], state["bad_epochs"]
+        start, history, best_model = (
+            state["epoch"],
+            state["history"],
+            state["best_model"],
+        )
+        best_val, best_epoch, bad_epochs = (
+            state["best_val"],
+            state["best_epoch"],
+            state["bad_epochs"],
+        )
         if best_epoch:  # best.pt and metrics.csv may be an epoch ahead or behind (a crash between writes)
-            save_checkpoint(run_dir / "best.pt", {"model": best_model, "config": config.to_dict(),
-                                                   "epoch": best_epoch, "val_loss": best_val})
-            atomic_write(run_dir / "metrics.csv", lambda tmp: pd.DataFrame(history).to_csv(tmp, index=False))
-    stopped_early = bool(config.early_stopping) and bad_epochs >= config.early_stopping
-    bar = tqdm(total=config.epochs, initial=start, desc="training", unit="epoch", disable=not progress)
+            save_checkpoint(
+                run_dir / "best.pt",
+                {
+                    "model": best_model,
+                    "config": config.to_dict(),
+                    "epoch": best_epoch,
+                    "val_loss": best_val,
+                },
+            )
+            atomic_write(
+                run_dir / "metrics.csv",
+                lambda tmp: pd.DataFrame(history).to_csv(tmp, index=False),
+            )
+    stopped_early = (
+        bool(config.early_stopping) and bad_epochs >= config.early_stopping
+    )
+    bar = tqdm(
+        total=config.epochs,
+        initial=start,
+        desc="training",
+        unit="epoch",
+        disable=not progress,
+    )
     fork_devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices):
         for epoch in range(start + 1, config.epochs + 1):
@@ -212,13 +319,22 @@ def _fit(model: VAE, splits: Splits, config: VAEConfig, run_dir: str | Path | No
                 break
             torch.manual_seed(epoch_seed(config.seed, epoch))
             tic, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
-            train = train_epoch(model, optimizer, train_x, config, train_y, epoch)
+            train = train_epoch(
+                model, optimizer, train_x, config, train_y, epoch
+            )
             train_seconds = time.perf_counter() - tic
             _check_finite(train, epoch, config, run_dir)
-            val = evaluate(model, val_x, config.beta, seed=config.seed, labels=val_y)
-            row = {"epoch": epoch, "lr": lr, **{f"train_{k}": train[k] for k in METRICS},
-                   **{f"val_{k}": val[k] for k in METRICS}, "train_seconds": train_seconds,
-                   "seconds": time.perf_counter() - tic}
+            val = evaluate(
+                model, val_x, config.beta, seed=config.seed, labels=val_y
+            )
+            row = {
+                "epoch": epoch,
+                "lr": lr,
+                **{f"train_{k}": train[k] for k in METRICS},
+                **{f"val_{k}": val[k] for k in METRICS},
+                "train_seconds": train_seconds,
+                "seconds": time.perf_counter() - tic,
+            }
             history.append(row)
             if config.scheduler == "plateau":
                 scheduler.step(val["loss"])
@@ -229,33 +345,85 @@ def _fit(model: VAE, splits: Splits, config: VAEConfig, run_dir: str | Path | No
                 best_model = copy.deepcopy(model.state_dict())
             else:
                 bad_epochs += 1
-            stopped_early = bool(config.early_stopping) and bad_epochs >= config.early_stopping
+            stopped_early = (
+                bool(config.early_stopping)
+                and bad_epochs >= config.early_stopping
+            )
             if run_dir is not None:
-                _save_run(run_dir, model, optimizer, scheduler, config, history, best_model,
-                          dict(epoch=epoch, best_val=best_val, best_epoch=best_epoch, bad_epochs=bad_epochs))
+                _save_run(
+                    run_dir,
+                    model,
+                    optimizer,
+                    scheduler,
+                    config,
+                    history,
+                    best_model,
+                    dict(
+                        epoch=epoch,
+                        best_val=best_val,
+                        best_epoch=best_epoch,
+                        bad_epochs=bad_epochs,
+                    ),
+                )
             bar.update(1)
-            bar.set_postfix(val_loss=f"{val['loss']:.2f}", best=f"{best_val:.2f}")
+            bar.set_postfix(
+                val_loss=f"{val['loss']:.2f}", best=f"{best_val:.2f}"
+            )
             if on_epoch_end is not None:
                 on_epoch_end(row)
     bar.close()
     model.load_state_dict(best_model)
     model.eval()
     ended_before_last = bool(history) and history[-1]["epoch"] < config.epochs
-    return FitResult(pd.DataFrame(history), best_epoch, best_val, stopped_early and ended_before_last, run_dir)
+    return FitResult(
+        pd.DataFrame(history),
+        best_epoch,
+        best_val,
+        stopped_early and ended_before_last,
+        run_dir,
+    )
 
 
-def _save_run(run_dir: Path, model, optimizer, scheduler, config: VAEConfig, history: list[dict],
-              best_model: dict, counters: dict) -> None:
+def _save_run(
+    run_dir: Path,
+    model,
+    optimizer,
+    scheduler,
+    config: VAEConfig,
+    history: list[dict],
+    best_model: dict,
+    counters: dict,
+) -> None:
     """Write best.pt (if it changed), last.pt and metrics.csv, each atomically.
 
     last.pt also holds the best weights with their score, so resuming never pairs the weights of one
     epoch with the score of another, wherever a crash falls between these writes.
     """
     if counters["best_epoch"] == counters["epoch"]:
-        save_checkpoint(run_dir / "best.pt", {"model": best_model, "config": config.to_dict(),
-                                               "epoch": counters["epoch"], "val_loss": counters["best_val"]})
-    save_checkpoint(run_dir / "last.pt", {
-        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "config": config.to_dict(), "history": history, "best_model": best_model, **counters})
-    atomic_write(run_dir / "metrics.csv", lambda tmp: pd.DataFrame(history).to_csv(tmp, index=False))
+        save_checkpoint(
+            run_dir / "best.pt",
+            {
+                "model": best_model,
+                "config": config.to_dict(),
+                "epoch": counters["epoch"],
+                "val_loss": counters["best_val"],
+            },
+        )
+    save_checkpoint(
+        run_dir / "last.pt",
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict()
+            if scheduler is not None
+            else None,
+            "config": config.to_dict(),
+            "history": history,
+            "best_model": best_model,
+            **counters,
+        },
+    )
+    atomic_write(
+        run_dir / "metrics.csv",
+        lambda tmp: pd.DataFrame(history).to_csv(tmp, index=False),
+    )

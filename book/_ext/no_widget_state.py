@@ -13,5 +13,7 @@ def _drop_widget_state(app, pagename, templatename, context, doctree):
 
 
 def setup(app):
-    app.connect("html-page-context", _drop_widget_state, priority=100)  # before myst-nb's (500)
+    app.connect(
+        "html-page-context", _drop_widget_state, priority=100
+    )  # before myst-nb's (500)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
