@@ -14,7 +14,7 @@ CHECK_PYTHON = $(1) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2
 	"$$($(1) --version 2>/dev/null || echo 'not found'). Install Python 3.11, then run make PYTHON=python3.11," \
 	"or delete $(VENV) if it was made with another Python." >&2; exit 1; }
 
-.PHONY: book test models bench setup clean clean-cache check-python
+.PHONY: book test test-standalone models bench lab setup clean clean-cache check-python
 
 book: models
 	$(BIN)/jupyter-book build . --all -W --keep-going  # --all: library changes do not mark pages stale
@@ -23,14 +23,23 @@ book: models
 test: models
 	$(BIN)/python -m pytest tests notebooks --nbmake --nbmake-timeout=$(NBMAKE_TIMEOUT)
 
+# Every chapter the way Colab runs it: alone in an empty folder, vaelib installed (not editable).
+test-standalone: models
+	$(BIN)/python -m pytest tests/test_standalone.py -m standalone
+
 # Train every model the chapters load that is not cached yet, several at once (seconds when cached).
 models: $(STAMP)
 	$(BIN)/python -m vaelib $(if $(strip $(JOBS)),--jobs $(JOBS))
 
-# Training speed side by side (a few minutes); writes bench/results/, rendered by the appendix.
+# Training speed side by side (a few minutes); writes vaelib/bench_results/, rendered by the appendix.
 bench: $(STAMP)
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/parallel_models.py
+
+# JupyterLab from the venv, opened on the chapters: its Python 3 kernel is the venv's Python,
+# so vaelib and the pins are there. Trains what the chapters need first (seconds when cached).
+lab: models
+	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks
 
 setup: $(STAMP)
 

@@ -1,12 +1,13 @@
 """How long the book's drawing explorers take per update, in headless Chromium.
 
-    .venv/bin/python bench/explorer_speed.py   # after `make book`; about 20 seconds
+    .venv/bin/python bench/explorer_speed.py  # after `make book`; about 20 s
 
-Opens each built page that embeds a drawing explorer, draws strokes on the pad with the mouse,
-and reads the time the page's JavaScript spent on each update: the drawing made MNIST-style, the
-encoder, the decoder at the mean and at every fixed draw, and the score. Also reports each page's
-size on disk. Prints a Markdown table and writes bench/results/explorer_speed.csv. Run it alone:
-another busy process on the machine slows the browser too.
+Opens each built page that embeds a drawing explorer, draws strokes on the pad
+with the mouse, and reads the time the page's JavaScript spent on each update:
+the drawing made MNIST-style, the encoder, the decoder at the mean and at every
+fixed draw, and the score. Also reports each page's size on disk. Prints a
+Markdown table and writes vaelib/bench_results/explorer_speed.csv. Run it
+alone: another busy process on the machine slows the browser too.
 """
 
 from __future__ import annotations
@@ -19,14 +20,17 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
+RESULTS = ROOT / "vaelib" / "bench_results"
 PAGES = ("05_latent_space", "09_applications")
 CHROMIUM = "/usr/bin/chromium"
 STROKES = 12  # strokes drawn per page, each a circle of 24 mouse moves
 
 
 def stroke(i: int) -> list[tuple[float, float]]:
-    """A circle on the pad, in fractions of its side, a little different each time."""
+    """A circle on the pad, a little different each time.
+
+    Its points are in fractions of the pad's side.
+    """
     r, cx = 0.2 + 0.01 * (i % 5), 0.45 + 0.01 * (i % 3)
     return [
         (
@@ -38,17 +42,22 @@ def stroke(i: int) -> list[tuple[float, float]]:
 
 
 def update_times(page, root: str = ".vaelib-explorer") -> list[float]:
-    """Milliseconds of every pad update while STROKES strokes are drawn (the first is warm-up)."""
-    page.evaluate(f"""() => {{
+    """Milliseconds of every pad update while STROKES strokes are drawn.
+
+    The first update is a warm-up and is left out.
+    """
+    page.evaluate(
+        f"""() => {{
         const r = document.querySelector('{root}');
         window.times = [];
         new MutationObserver(() => window.times.push(r.vaelib.state.encodeMs))
-            .observe(r, {{attributes: true, attributeFilter: ['data-updates']}});
-    }}""")
+            .observe(r, {{attributes: true, """
+        f"""attributeFilter: ['data-updates']}});
+    }}"""
+    )
     for i in range(STROKES):
-        page.locator(
-            f"{root} button.clear"
-        ).click()  # also scrolls the pad into view
+        # clicking also scrolls the pad into view
+        page.locator(f"{root} button.clear").click()
         box = page.locator(f"{root} canvas.pad").bounding_box()
         at = [
             (box["x"] + u * box["width"], box["y"] + v * box["height"])
@@ -97,12 +106,14 @@ def main() -> pd.DataFrame:
     RESULTS.mkdir(exist_ok=True)
     table.to_csv(RESULTS / "explorer_speed.csv", index=False)
     print(
-        "| page | size | updates | median | 90th percentile | max |\n|---|---|---|---|---|---|"
+        "| page | size | updates | median | 90th percentile | max |\n"
+        "|---|---|---|---|---|---|"
     )
     for r in rows:
         print(
-            f"| {r['page']} | {r['size_kB']} kB | {r['updates']} | {r['median_ms']:.2f} ms | "
-            f"{r['p90_ms']:.2f} ms | {r['max_ms']:.2f} ms |"
+            f"| {r['page']} | {r['size_kB']} kB | {r['updates']} | "
+            f"{r['median_ms']:.2f} ms | {r['p90_ms']:.2f} ms | "
+            f"{r['max_ms']:.2f} ms |"
         )
     return table
 

@@ -1,12 +1,15 @@
-"""Training several models at once: one single-threaded process per core vs one process on all cores.
+"""Training several models at once: one process per core vs one on all cores.
 
-    VAELIB_DATA_DIR=../shared/data .venv/bin/python bench/parallel_models.py   # about 1.5 minutes on 2 cores
+    # about 1.5 minutes on 2 cores
+    VAELIB_DATA_DIR=../shared/data .venv/bin/python bench/parallel_models.py
 
-`make models` trains the book's models with `vaelib.book.train_missing`: one process per core, each
-limited to one thread. This measures, in one run on one machine, the wall time to train the same
-recipe models (different seeds) (a) one after another in one process using every core, and (b) all
-at once, one process each. Both include loading the data and starting processes. Prints a Markdown
-table and writes bench/results/parallel_models.csv.
+`make models` trains the book's models with `vaelib.book.train_missing`: one
+process per core, each limited to one thread. This measures, in one run on one
+machine, the wall time to train the same recipe models (different seeds) (a)
+one after another in one process using every core, and (b) all at once, one
+single-threaded process each. Both include loading the data and starting
+processes. Prints a Markdown table and writes
+vaelib/bench_results/parallel_models.csv.
 """
 
 from __future__ import annotations
@@ -20,23 +23,11 @@ from pathlib import Path
 import pandas as pd
 
 import vaelib
+from vaelib.benchmarks import parallel_markdown as markdown
+from vaelib.benchmarks import results_dir
 from vaelib.book import SHORT_EPOCHS, BookModel, train_missing
 
-RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def markdown(table: pd.DataFrame) -> str:
-    """The results as a Markdown table with the speed-up over training one model at a time."""
-    lines = [
-        "| how | processes × threads | models | epochs each | wall time | images/s (all models) | speed-up |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for _, r in table.iterrows():
-        lines.append(
-            f"| {r.how} | {r.processes} × {r.threads} | {r.models} | {r.epochs} | {r.wall_s:.1f} s | "
-            f"{r.images_per_s:,.0f} | {r.speedup:.2f}× |"
-        )
-    return "\n".join(lines)
+RESULTS = results_dir()
 
 
 def main(argv=None) -> pd.DataFrame:

@@ -1,24 +1,31 @@
 """Training speed and quality, side by side in one run on one machine.
 
-    VAELIB_DATA_DIR=../shared/data .venv/bin/python bench/train_speed.py   # about 15 minutes on 2 cores
+    # about 15 minutes on 2 cores
+    VAELIB_DATA_DIR=../shared/data .venv/bin/python bench/train_speed.py
 
 Compares
-  (1) reference: the loop a typical tutorial uses - torchvision MNIST + ToTensor + DataLoader(128,
-      shuffle=True), the seed architecture (batch norm + dropout), Adam 1e-3 at a constant learning
-      rate, `.item()` every batch;
-  (2) vaelib.fit with the same architecture, epochs and constant learning rate (like for like);
+  (1) reference: the loop a typical tutorial uses - torchvision MNIST +
+      ToTensor + DataLoader(128, shuffle=True), the seed architecture (batch
+      norm + dropout), Adam 1e-3 at a constant learning rate, `.item()` every
+      batch;
+  (2) vaelib.fit with the same architecture, epochs and constant learning
+      rate (like for like);
   (3) vaelib.fit with the seed config's own plateau schedule;
   (4) vaelib.fit with the book's recipe, VAEConfig.recommended(), latent 2;
   (5) the same recipe at latent 20.
-Every trainer is scored by the same instrument (vaelib.evaluate on the same validation and test
-images) and selects its model on validation. Then ablation rows, each changing one thing at a
-time on the way from (1) to vaelib.fit's loop (throughput over a few epochs), and the denormal
-flush on and off for a trained recipe model; each ablation row runs in a fresh process, so that
-its thread pool starts with the floating-point settings the row asks for.
+Every trainer is scored by the same instrument (vaelib.evaluate on the same
+validation and test images) and selects its model on validation. Then ablation
+rows, each changing one thing at a time on the way from (1) to vaelib.fit's
+loop (throughput over a few epochs), and the denormal flush on and off for a
+trained recipe model; each ablation row runs in a fresh process, so that its
+thread pool starts with the floating-point settings the row asks for.
 
-Prints Markdown tables with ratios and writes bench/results/train_speed.csv, train_speed_ablation.csv
-and train_speed.json (the machine, the measured matmul rate and `code_hash()`: the appendix refuses
-results measured with other training code or another PyTorch).
+Prints Markdown tables with ratios and writes
+vaelib/bench_results/train_speed.csv, train_speed_ablation.csv and
+train_speed.json (the machine, the measured matmul rate, `code_hash()` and
+`vaelib.benchmarks.library_code_hash()`: the appendix refuses results
+measured with other training code or another PyTorch; see
+`vaelib.benchmarks.check_fresh`).
 """
 
 from __future__ import annotations
@@ -41,39 +48,25 @@ import torch
 from torch import nn
 
 import vaelib
+from vaelib.benchmarks import (
+    LOOP_ABLATIONS,
+    ablation_markdown,
+    code_hash,
+    results_dir,
+)
+from vaelib.benchmarks import speed_markdown as markdown
 from vaelib.data import Split, Splits, find_idx_files, split_indices
 
-RESULTS = Path(__file__).resolve().parent / "results"
-ROOT = Path(__file__).resolve().parents[1]
-# the modules whose source decides a trained model (the model cache's list), then this script
-TRAINING_CODE = (
-    *(f"vaelib/{name}" for name in vaelib.cache.TRAINING_SOURCES),
-    "bench/train_speed.py",
-)
-
-
-def code_hash(files=TRAINING_CODE) -> str:
-    """Hash of the code that decides what a benchmark measures, and of the PyTorch version."""
-    return vaelib.cache.code_hash(
-        [ROOT / name for name in files], torch.__version__
-    )
-
-
-def check_fresh(stamp: dict, files=TRAINING_CODE) -> None:
-    """Raise if results were measured with other code or another PyTorch than this checkout's."""
-    if stamp.get("code_hash") != code_hash(files):
-        raise RuntimeError(
-            f"The benchmark results in {RESULTS} are stale: they were measured with code hash "
-            f"{stamp.get('code_hash')} and torch {stamp.get('torch')}, this checkout has {code_hash(files)} and torch "
-            f"{torch.__version__} (the hash covers {', '.join(files)}). Rerun `make bench` and commit "
-            f"bench/results/."
-        )
+RESULTS = results_dir()
 
 
 def matmul_gflops(
     batch: int = 128, n_in: int = 784, n_out: int = 256, seconds: float = 2.0
 ) -> float:
-    """Measured GFLOP/s of the first layer's matmul at the training batch size."""
+    """Measured GFLOP/s of the first layer's matmul.
+
+    It is timed at the training batch size.
+    """
     a, b = torch.randn(batch, n_in), torch.randn(n_in, n_out)
     for _ in range(50):
         a @ b
@@ -88,15 +81,16 @@ def matmul_gflops(
 
 
 def torchvision_mnist(folder: Path):
-    """torchvision's MNIST dataset over plain copies of the IDX files vaelib reads (no download)."""
+    """torchvision's MNIST dataset over plain copies of vaelib's IDX files.
+
+    Nothing is downloaded.
+    """
     from torchvision import datasets, transforms
 
     raw = folder / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for path in (
-        *find_idx_files("train"),
-        *find_idx_files("test"),
-    ):  # torchvision checks for all four
+    # torchvision checks for all four
+    for path in (*find_idx_files("train"), *find_idx_files("test")):
         with (
             (gzip.open if path.suffix == ".gz" else open)(path, "rb") as src,
             open(raw / path.name.removesuffix(".gz"), "wb") as dst,
@@ -119,11 +113,14 @@ def reference_loop(
     fused: bool = False,
     sync_every_batch: bool = True,
 ) -> tuple[pd.DataFrame, nn.Module]:
-    """The tutorial loop: Dataset + DataLoader, per-batch .item(), sum-reduced loss, plain Adam, constant LR.
+    """The tutorial loop.
 
-    The switches turn it, one thing at a time, into vaelib.fit's loop: data="tensor" takes batches as
-    index slices of the preloaded training tensor, fused=True uses the fused Adam kernel, and
-    sync_every_batch=False sums the losses on the device and reads them once per epoch.
+    Dataset + DataLoader, per-batch .item(), sum-reduced loss, plain Adam,
+    constant LR. The switches turn it, one thing at a time, into vaelib.fit's
+    loop: data="tensor" takes batches as index slices of the preloaded
+    training tensor, fused=True uses the fused Adam kernel, and
+    sync_every_batch=False sums the losses on the device and reads them once
+    per epoch.
     """
     from torch.utils.data import DataLoader, Subset
 
@@ -176,7 +173,7 @@ def reference_loop(
 
 
 class _TensorBatches:
-    """Shuffled (images, None) batches as index slices of one preloaded tensor."""
+    """Shuffled (images, None) batches sliced from one preloaded tensor."""
 
     def __init__(self, images: torch.Tensor, batch_size: int):
         self.images, self.batch_size = images, batch_size
@@ -208,9 +205,11 @@ def summarise(
     target: float | None,
     scheduler: str | None = None,
 ) -> dict:
-    """One table row: speed, efficiency and validation-selected quality of one trainer.
+    """One table row: a trainer's speed, efficiency and quality.
 
-    `scheduler` names the learning-rate schedule the trainer really ran (default: config.scheduler).
+    The quality is that of the model selected on validation. `scheduler`
+    names the learning-rate schedule the trainer really ran (default:
+    config.scheduler).
     """
     per_epoch = history["train_seconds"].mean()
     images_per_s = n_train / per_epoch
@@ -230,58 +229,39 @@ def summarise(
         "epochs": len(history),
         "s_per_epoch": per_epoch,
         "images_per_s": images_per_s,
-        "matmul_fraction": images_per_s
-        * vaelib.train_flops_per_image(model)
-        / 1e9
-        / gflops,
+        "matmul_fraction": (
+            images_per_s * vaelib.train_flops_per_image(model) / 1e9 / gflops
+        ),
         "wall_s": elapsed.iloc[-1],
         "best_val_neg_elbo": history["val_neg_elbo"].min(),
-        "test_neg_elbo": vaelib.evaluate(model, splits.test.images)[
-            "neg_elbo"
-        ],
+        "test_neg_elbo": (
+            vaelib.evaluate(model, splits.test.images)["neg_elbo"]
+        ),
         "time_to_target_s": elapsed[reached[0]] if len(reached) else math.nan,
     }
 
 
-def markdown(table: pd.DataFrame) -> str:
-    """The results as a Markdown table with ratios to the reference row."""
-    ref = table.iloc[0]
-    lines = [
-        "| trainer | hidden | latent | LR schedule | epochs | s/epoch | images/s | × ref | matmul use | test −ELBO "
-        "| time to ref. quality | ÷ ref wall |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for _, r in table.iterrows():
-        reached = math.isfinite(r.time_to_target_s)
-        lines.append(
-            f"| {r.trainer} | {r.hidden_dims} | {r.latent_dim} | {r.scheduler} | {r.epochs} | {r.s_per_epoch:.2f} | "
-            f"{r.images_per_s:,.0f} | "
-            f"{r.images_per_s / ref.images_per_s:.2f} | {r.matmul_fraction:.0%} | {r.test_neg_elbo:.2f} | "
-            + (
-                f"{r.time_to_target_s:.1f} s | {r.time_to_target_s / ref.wall_s:.2f} |"
-                if reached
-                else "not reached | – |"
-            )
-        )
-    return "\n".join(lines)
-
-
-ABLATIONS = [  # one change at a time, from the reference loop towards vaelib.fit's loop
-    (
-        "(a) reference loop: DataLoader + ToTensor per image, Adam, .item() per batch",
-        {},
-    ),
-    ("(b) + batches sliced from one preloaded tensor", dict(data="tensor")),
-    ("(c) + fused Adam", dict(data="tensor", fused=True)),
-    (
-        "(d) + losses summed on the device, read once per epoch",
-        dict(data="tensor", fused=True, sync_every_batch=False),
-    ),
-]
+# one change at a time, from the reference loop towards vaelib.fit's loop:
+# (the row's name, reference_loop's switches for it)
+ABLATIONS = list(
+    zip(
+        LOOP_ABLATIONS,
+        (
+            {},
+            dict(data="tensor"),
+            dict(data="tensor", fused=True),
+            dict(data="tensor", fused=True, sync_every_batch=False),
+        ),
+        strict=True,
+    )
+)
 
 
 def load(subset: int) -> tuple[Splits, object]:
-    """The MNIST splits and the training indices into the 60k training file (both cut to `subset` if > 0)."""
+    """The MNIST splits and the training indices into the 60k training file.
+
+    Both are cut to `subset` images if it is > 0.
+    """
     splits = vaelib.load_mnist()
     train_idx, _ = split_indices(
         len(splits.train) + len(splits.val), len(splits.val)
@@ -298,10 +278,12 @@ def load(subset: int) -> tuple[Splits, object]:
 
 
 def _isolated(job: dict) -> dict:
-    """One ablation row, in a fresh process whose threads start with the requested denormal setting."""
-    torch.set_flush_denormal(
-        job["flush"]
-    )  # before the first parallel op creates the thread pool
+    """One ablation row, in a fresh process.
+
+    Its threads start with the requested denormal setting.
+    """
+    # before the first parallel op creates the thread pool
+    torch.set_flush_denormal(job["flush"])
     torch.set_num_threads(job["threads"])
     splits, train_idx = load(job["subset"])
     if job["kind"] == "loop":
@@ -314,7 +296,9 @@ def _isolated(job: dict) -> dict:
         history, _ = reference_loop(
             config, splits, train_idx, job["epochs"], **job["switches"]
         )
-    else:  # a trained recipe model trained on for a few epochs at a small constant learning rate
+    else:
+        # a trained recipe model trained on for a few epochs at a small
+        # constant learning rate
         config = vaelib.VAEConfig.recommended(
             epochs=job["epochs"], scheduler="none", lr=1e-4, device="cpu"
         )
@@ -333,7 +317,10 @@ def _isolated(job: dict) -> dict:
 
 
 def run_isolated(jobs: list[dict]) -> pd.DataFrame:
-    """Each job in its own spawned process, one after another (nothing else runs meanwhile)."""
+    """Each job in its own spawned process, one after another.
+
+    Nothing else runs meanwhile.
+    """
     rows = []
     for job in jobs:
         print(f"ablation: {job['name']}", flush=True)
@@ -342,24 +329,11 @@ def run_isolated(jobs: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def ablation_markdown(table: pd.DataFrame) -> str:
-    """The ablation rows with the speed-up of each row over the row before it."""
-    lines = [
-        "| change | denormals flushed | epochs | s/epoch | images/s | × row before |",
-        "|---|---|---|---|---|---|",
-    ]
-    for i, r in table.iterrows():
-        before = table.images_per_s.iloc[i - 1] if i else math.nan
-        ratio = f"{r.images_per_s / before:.2f}" if i else "–"
-        lines.append(
-            f"| {r.change} | {'yes' if r.flush_denormal else 'no'} | {r.epochs} | {r.s_per_epoch:.2f} | "
-            f"{r.images_per_s:,.0f} | {ratio} |"
-        )
-    return "\n".join(lines)
-
-
 def main(argv=None) -> pd.DataFrame:
-    """Run the trainers and the ablations and write the CSVs and the JSON; returns the main table."""
+    """Run the trainers and the ablations; write the CSVs and the JSON.
+
+    Returns the main table.
+    """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--epochs", type=int, default=20, help="epochs for (1) to (3)"
@@ -422,15 +396,15 @@ def main(argv=None) -> pd.DataFrame:
     rows, target, trained = [], None, {}
     for name, config, scheduler, run in runs:
         print(
-            f"running {name} (latent {config.latent_dim}, {config.epochs} epochs)",
+            f"running {name} "
+            f"(latent {config.latent_dim}, {config.epochs} epochs)",
             flush=True,
         )
         history, model = run()
         trained[name] = model
         if target is None:
-            target = history[
-                "val_neg_elbo"
-            ].min()  # the quality the reference reaches in its epochs
+            # the quality the reference reaches in its epochs
+            target = history["val_neg_elbo"].min()
         rows.append(
             summarise(
                 name,
@@ -491,10 +465,12 @@ def main(argv=None) -> pd.DataFrame:
         "train_images": len(train_idx),
         "command": "python bench/train_speed.py",
         "code_hash": code_hash(),
+        "training_code_hash": vaelib.benchmarks.library_code_hash(),
     }
     (args.out / "train_speed.json").write_text(json.dumps(machine, indent=2))
     print(
-        f"\nmatmul: {gflops:.1f} GFLOP/s on {machine['processor']} ({machine['cores']} threads); "
+        f"\nmatmul: {gflops:.1f} GFLOP/s on {machine['processor']} "
+        f"({machine['cores']} threads); "
         f"target = reference's best validation −ELBO = {target:.2f}\n"
     )
     print(markdown(table))

@@ -1,10 +1,12 @@
-"""The book build's record of what it executed: `make book` writes it, `make test` reads it.
+"""The book build's record of what it executed.
 
-`jupyter-book build` executes every chapter, and with warnings as errors a chapter that raises fails
-the build. After a build that passed, `python tests/book_stamp.py` records a hash of each chapter's
-inputs (the notebook, the library, the configuration, the benchmark results the appendix reads).
-`make test` then checks the executed copies of chapters whose inputs are unchanged instead of
-executing them a second time; a chapter that changed since, or every chapter when there is no
+`make book` writes it, `make test` reads it. `jupyter-book build` executes
+every chapter, and with warnings as errors a chapter that raises fails the
+build. After a build that passed, `python tests/book_stamp.py` records a hash
+of each chapter's inputs (the notebook, the library, the configuration, the
+benchmark results the appendix reads). `make test` then checks the executed
+copies of chapters whose inputs are unchanged instead of executing them a
+second time; a chapter that changed since, or every chapter when there is no
 build, is executed by nbmake.
 """
 
@@ -22,9 +24,8 @@ def stamp_path(root: Path = ROOT) -> Path:
     return root / "_build" / "executed.json"
 
 
-MEASURED_FROM_PAGES = {
-    "explorer_speed.csv"
-}  # bench results measured on the built pages; no chapter reads them
+# bench results measured on the built pages; no chapter reads them
+MEASURED_FROM_PAGES = {"explorer_speed.csv"}
 
 
 def executed_copy(notebook: Path, root: Path = ROOT) -> Path:
@@ -33,10 +34,10 @@ def executed_copy(notebook: Path, root: Path = ROOT) -> Path:
 
 
 def inputs_hash(notebook: Path, root: Path = ROOT) -> str:
-    """Hash of everything a chapter's execution depends on in the repository."""
+    """Hash of every repository file a chapter's execution depends on."""
     results = [
         p
-        for p in sorted((root / "bench" / "results").glob("*"))
+        for p in sorted((root / "vaelib" / "bench_results").glob("*"))
         if p.name not in MEASURED_FROM_PAGES
     ]
     shared = [
@@ -70,7 +71,7 @@ def write(root: Path = ROOT) -> dict:
 
 
 def fresh(notebook: Path, root: Path = ROOT) -> bool:
-    """Whether the last passing build executed this chapter exactly as it is now."""
+    """Whether the last passing build ran this chapter exactly as it is now."""
     try:
         stamp = json.loads(stamp_path(root).read_text())
     except (OSError, ValueError):
@@ -82,11 +83,15 @@ def fresh(notebook: Path, root: Path = ROOT) -> bool:
 
 
 def check_executed(notebook: Path, root: Path = ROOT) -> None:
-    """Raise AssertionError unless the executed copy ran every code cell and holds no error output."""
+    """Raise AssertionError unless the executed copy ran cleanly.
+
+    That is: it ran every code cell and holds no error output.
+    """
     path = executed_copy(notebook, root)
     if not path.is_file():
         raise AssertionError(
-            f"{path} is missing: the book build did not execute {notebook.name}"
+            f"{path} is missing: "
+            f"the book build did not execute {notebook.name}"
         )
     cells = [
         c
@@ -106,14 +111,15 @@ def check_executed(notebook: Path, root: Path = ROOT) -> None:
                 else "did not run"
             )
             raise AssertionError(
-                f"{notebook.name}: code cell {i + 1} {what} in the book build ({path})"
+                f"{notebook.name}: code cell {i + 1} {what} "
+                f"in the book build ({path})"
             )
 
 
 if __name__ == "__main__":
     written = write()
     print(
-        f"{len(written)} executed chapters recorded in {stamp_path()}; `make test` checks them "
-        f"without executing them again",
+        f"{len(written)} executed chapters recorded in {stamp_path()}; "
+        f"`make test` checks them without executing them again",
         file=sys.stderr,
     )

@@ -1,7 +1,11 @@
-"""Shared fixtures: real MNIST (from $VAELIB_DATA_DIR or the download folder) and small subsets."""
+"""Shared fixtures: real MNIST and small subsets of it.
+
+MNIST comes from $VAELIB_DATA_DIR or the download folder.
+"""
 
 import functools
 import os
+import shutil
 from pathlib import Path
 
 import matplotlib
@@ -27,7 +31,10 @@ def subset(split: Split, n: int) -> Split:
 
 @pytest.fixture(scope="session")
 def small(mnist) -> Splits:
-    """2,000 training, 500 validation and 500 test images of real MNIST: seconds to train on."""
+    """2,000 training, 500 validation and 500 test images of real MNIST.
+
+    Models train on them in seconds.
+    """
     return Splits(
         subset(mnist.train, 2000),
         subset(mnist.val, 500),
@@ -49,7 +56,10 @@ def running_in_ci() -> bool:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Under CI a skipped test is a failed one: a missing browser or an unbuilt book must not pass quietly."""
+    """Under CI a skipped test is a failed one.
+
+    A missing browser or an unbuilt book must not pass quietly.
+    """
     outcome = yield
     report = outcome.get_result()
     if report.skipped and running_in_ci() and not hasattr(report, "wasxfail"):
@@ -59,12 +69,19 @@ def pytest_runtest_makereport(item, call):
             else str(report.longrepr)
         )
         report.outcome = "failed"
-        report.longrepr = f"Skipped under CI ({reason}); CI must run every test. Fix what it needs."
+        report.longrepr = (
+            f"Skipped under CI ({reason}); CI must run every test. "
+            "Fix what it needs."
+        )
 
 
 def pytest_collection_modifyitems(config, items):
-    """Chapters the last passing book build executed, unchanged since, are checked from its executed
-    copies instead of executed a second time (see tests/book_stamp.py); the others run under nbmake."""
+    """Check unchanged chapters from the last book build's executed copies.
+
+    Chapters the last passing book build executed, unchanged since, are
+    checked from its executed copies instead of executed a second time (see
+    tests/book_stamp.py); the others run under nbmake.
+    """
     for item in items:
         if getattr(item, "nbmake", False):
             notebook = Path(item.config.rootdir) / item.filename
@@ -84,6 +101,27 @@ def pytest_terminal_summary(terminalreporter):
     ]
     if items:
         terminalreporter.write_line(
-            f"{len(items)} chapter(s) checked from the executed copies of the last "
-            f"passing `make book` (tests/book_stamp.py), not executed again"
+            f"{len(items)} chapter(s) checked from the executed copies of "
+            f"the last passing `make book` (tests/book_stamp.py), "
+            f"not executed again"
         )
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's headless Chromium, driven by Playwright (never downloaded)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(
+            "Chromium is not installed (apt-get install chromium); "
+            "CI installs it"
+        )
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        yield browser
+        browser.close()

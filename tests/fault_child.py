@@ -1,9 +1,11 @@
-"""Helper process for tests/test_faults.py (not a test module): training runs killed on purpose.
+"""Helper process for tests/test_faults.py: training runs killed on purpose.
 
-`python tests/fault_child.py kill OUT SCENARIOS_JSON` trains a tiny model once uninterrupted (OUT/reference)
-and, per scenario, once killed with SIGKILL at the scenario's point and then resumed (OUT/<name>).
-Each run happens in a forked child of this single-threaded process, so a kill ends that child only.
-`python tests/fault_child.py concurrent CACHE` runs `python -m vaelib`'s main on three tiny book models.
+Not a test module. `python tests/fault_child.py kill OUT SCENARIOS_JSON` trains
+a tiny model once uninterrupted (OUT/reference) and, per scenario, once killed
+with SIGKILL at the scenario's point and then resumed (OUT/<name>). Each run
+happens in a forked child of this single-threaded process, so a kill ends that
+child only. `python tests/fault_child.py concurrent CACHE` runs
+`python -m vaelib`'s main on three tiny book models.
 """
 
 import json
@@ -14,9 +16,8 @@ import traceback
 
 import torch
 
-torch.set_num_threads(
-    1
-)  # before any parallel op: no thread pool, so forking is safe
+# before any parallel op: no thread pool, so forking is safe
+torch.set_num_threads(1)
 
 import vaelib  # noqa: E402
 from vaelib import book, checkpoint, train  # noqa: E402
@@ -38,7 +39,10 @@ STEPS_PER_EPOCH = 6  # 96 training images in batches of 16
 
 
 def synthetic_splits(seed: int = 0) -> Splits:
-    """96 / 32 / 32 random black-and-white 4 x 4 images: a model trains on them in a fraction of a second."""
+    """96 / 32 / 32 random black-and-white 4 x 4 images.
+
+    A model trains on them in a fraction of a second.
+    """
     g = torch.Generator().manual_seed(seed)
     x = (torch.rand(160, 1, 4, 4, generator=g) > 0.5).float()
     y = torch.zeros(160, dtype=torch.long)
@@ -51,10 +55,12 @@ def synthetic_splits(seed: int = 0) -> Splits:
 
 
 def die_at(kind: str, n: int) -> None:
-    """SIGKILL this process at the n-th (1-based) event of `kind`:
-    "step" a training step, "rename" inside a file write (temp file written, not yet renamed), "metrics"
-    inside a write of metrics.csv,
-    "after_save" right after a checkpoint file was written (between best.pt and last.pt)."""
+    """SIGKILL this process at the n-th (1-based) event of `kind`.
+
+    "step" a training step, "rename" inside a file write (temp file written,
+    not yet renamed), "metrics" inside a write of metrics.csv, "after_save"
+    right after a checkpoint file was written (between best.pt and last.pt).
+    """
     count = [0]
 
     def tick():
@@ -70,10 +76,8 @@ def die_at(kind: str, n: int) -> None:
             return real_loss(*args, **kwargs)
 
         train.vae_loss = loss
-    elif kind in (
-        "rename",
-        "metrics",
-    ):  # "metrics": count only the renames onto metrics.csv
+    elif kind in ("rename", "metrics"):
+        # "metrics": count only the renames onto metrics.csv
         real_replace = os.replace
 
         def replace(src, dst):
@@ -95,8 +99,11 @@ def die_at(kind: str, n: int) -> None:
 
 
 def warm_up(path: str) -> None:
-    """Pay PyTorch's and pandas' lazy first-call set-up once, before forking, without a backward pass:
-    autograd's engine must not have run in a process that forks (it refuses where CUDA is present)."""
+    """Pay PyTorch's and pandas' lazy first-call set-up once, before forking.
+
+    Without a backward pass: autograd's engine must not have run in a process
+    that forks (it refuses where CUDA is present).
+    """
     model, splits = vaelib.build_model(TINY), synthetic_splits()
     out = model(splits.train.images[:16])
     vaelib.vae_loss(out.logits, splits.train.images[:16], out.mu, out.logvar)
@@ -126,14 +133,15 @@ def in_child(run_dir: str, kill: tuple[str, int] | None) -> int:
                 progress=False,
             )
         except BaseException:
-            traceback.print_exc()  # to the parent's stderr, which the test shows
+            # to the parent's stderr, which the test shows
+            traceback.print_exc()
             os._exit(1)
         os._exit(0)
     return os.waitpid(pid, 0)[1]
 
 
 def kill_scenarios(out: str, scenarios: list) -> dict:
-    """Per scenario: whether the kill happened and whether the resumed run finished."""
+    """Per scenario: whether the kill happened and the resumed run finished."""
     warm_up(os.path.join(out, "warm.pt"))
     report = {"reference": in_child(os.path.join(out, "reference"), None)}
     for name, kind, n in scenarios:
@@ -141,15 +149,20 @@ def kill_scenarios(out: str, scenarios: list) -> dict:
         killed = in_child(run_dir, (kind, n))
         resumed = in_child(run_dir, None)
         report[name] = {
-            "killed": os.WIFSIGNALED(killed)
-            and os.WTERMSIG(killed) == signal.SIGKILL,
+            "killed": (
+                os.WIFSIGNALED(killed)
+                and os.WTERMSIG(killed) == signal.SIGKILL
+            ),
             "resumed": resumed,
         }
     return report
 
 
 def tiny_book_models() -> list:
-    """Three models of `python -m vaelib`'s kind, small enough to train in a second each."""
+    """Three models of `python -m vaelib`'s kind.
+
+    Each is small enough to train in a second.
+    """
     tiny = vaelib.VAEConfig.recommended(
         epochs=1, hidden_dims=(16,), device="cpu"
     )

@@ -1,4 +1,7 @@
-"""AUROC and ROC curves against a brute-force count over every (normal, anomalous) pair."""
+"""AUROC and ROC curves against a brute-force count.
+
+The count runs over every (normal, anomalous) pair.
+"""
 
 import numpy as np
 import pytest
@@ -16,9 +19,8 @@ def brute_force_auroc(neg, pos):
 @pytest.mark.parametrize("seed", range(5))
 def test_auroc_matches_the_pairwise_count_with_ties(seed):
     rng = np.random.default_rng(seed)
-    neg = rng.integers(
-        0, 12, size=rng.integers(1, 80)
-    )  # small integers: many ties
+    # small integers: many ties
+    neg = rng.integers(0, 12, size=rng.integers(1, 80))
     pos = rng.integers(3, 15, size=rng.integers(1, 80))
     assert auroc(neg, pos) == pytest.approx(
         brute_force_auroc(neg, pos), abs=1e-12

@@ -1,4 +1,7 @@
-"""Checks on the built book (`make book` output); skipped until the book has been built."""
+"""Checks on the built book (`make book` output).
+
+Skipped until the book has been built.
+"""
 
 import json
 import re
@@ -44,9 +47,8 @@ def test_page_shows_no_errors_or_raw_markdown(path):
         assert not any(bad in out for out in outputs), (
             f"{path.name} shows {bad!r} in an output"
         )
-    raw_bold = re.compile(
-        r"(?<!>)\*\*(?!<)"
-    )  # Markdown left unrendered (not Python's ** in highlighted code)
+    # Markdown left unrendered (not Python's ** in highlighted code)
+    raw_bold = re.compile(r"(?<!>)\*\*(?!<)")
     assert not any(raw_bold.search(out) for out in outputs), (
         f"{path.name} shows unrendered ** in an output"
     )

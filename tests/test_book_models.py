@@ -1,4 +1,4 @@
-"""The registry of models the chapters share, and the parallel trainer behind `make models`."""
+"""The chapters' model registry and the parallel trainer of `make models`."""
 
 import pytest
 
@@ -16,9 +16,8 @@ def test_every_book_model_is_distinct_and_named_once():
     assert {book.beta_vae(b).key() for b in book.BETAS} <= {
         e.config.key() for e in entries
     }
-    assert book.SEED == book.ablation(
-        batch_norm=True, dropout=True
-    )  # ch. 1's model is one of the ablations
+    # ch. 1's model is one of the ablations
+    assert book.SEED == book.ablation(batch_norm=True, dropout=True)
 
 
 def test_mitigation_names_are_checked():
@@ -36,9 +35,8 @@ def test_train_missing_trains_in_parallel_once(tmp_path):
     trained = book.train_missing(entries, jobs=2, cache_dir=tmp_path)
     assert sorted(name for name, _, fresh in trained if fresh) == ["a", "b"]
     assert len(list(tmp_path.glob("*/done.json"))) == 2
-    assert (
-        book.train_missing(entries, jobs=2, cache_dir=tmp_path) == []
-    )  # everything cached now
+    # everything cached now
+    assert book.train_missing(entries, jobs=2, cache_dir=tmp_path) == []
 
 
 def test_command_line_refuses_zero_jobs(capsys):

@@ -1,4 +1,7 @@
-"""`make test` reuses the book build's execution of a chapter only while nothing it depends on changed."""
+"""`make test` reuses the book build's execution of a chapter.
+
+It does so only while nothing the chapter depends on has changed.
+"""
 
 import json
 import shutil
@@ -11,13 +14,16 @@ from book_stamp import ROOT
 
 @pytest.fixture
 def project(tmp_path):
-    """A copy of the repository's inputs with one chapter, executed cleanly by a pretend build."""
+    """A copy of the repository's inputs with one chapter.
+
+    A pretend build executed the chapter cleanly.
+    """
     for folder in ("vaelib", "notebooks"):
         (tmp_path / folder).mkdir()
     for path in (ROOT / "vaelib").glob("*.py"):
         shutil.copy(path, tmp_path / "vaelib" / path.name)
     shutil.copytree(ROOT / "vaelib" / "static", tmp_path / "vaelib" / "static")
-    (tmp_path / "bench" / "results").mkdir(parents=True)
+    (tmp_path / "vaelib" / "bench_results").mkdir()
     for name in ("_config.yml", "requirements.lock", "pyproject.toml"):
         shutil.copy(ROOT / name, tmp_path / name)
     notebook = tmp_path / "notebooks" / "01_first_vae.ipynb"
@@ -50,11 +56,11 @@ def test_a_chapter_is_fresh_until_it_or_the_library_changes(project):
         assert not book_stamp.fresh(notebook, root), changed.name
         changed.write_bytes(text)
     assert book_stamp.fresh(notebook, root)
-    (root / "bench" / "results" / "explorer_speed.csv").write_text(
+    (root / "vaelib" / "bench_results" / "explorer_speed.csv").write_text(
         "measured from the built pages\n"
     )
     assert book_stamp.fresh(notebook, root)  # no chapter reads it
-    (root / "bench" / "results" / "train_speed.csv").write_text(
+    (root / "vaelib" / "bench_results" / "train_speed.csv").write_text(
         "the appendix reads this\n"
     )
     assert not book_stamp.fresh(notebook, root)

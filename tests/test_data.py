@@ -13,17 +13,14 @@ def write_idx(path, array: np.ndarray, compress: bool = False):
         int(d).to_bytes(4, "big") for d in array.shape
     )
     data = header + array.astype(np.uint8).tobytes()
-    with (gzip.open if compress else open)(
-        path, "wb"
-    ) as f:  # closed (and flushed) before anyone reads it
+    # closed (and flushed) before anyone reads it
+    with (gzip.open if compress else open)(path, "wb") as f:
         f.write(data)
 
 
 def test_full_splits_are_disjoint_and_cover_the_training_set(mnist):
     assert (len(mnist.train), len(mnist.val), len(mnist.test)) == (
-        55_000,
-        5_000,
-        10_000,
+        (55_000, 5_000, 10_000)
     )
     assert (
         mnist.train.images.shape[1:] == (1, 28, 28)
@@ -31,13 +28,12 @@ def test_full_splits_are_disjoint_and_cover_the_training_set(mnist):
     )
     assert mnist.train.images.min() == 0 and mnist.train.images.max() == 1
     raw_x, raw_y = load_split("train")
-    # train + val is a permutation of the 60k training images: same pixel and label totals
+    # train + val is a permutation of the 60k training images: same pixel and
+    # label totals
     total = mnist.train.images.double().sum() + mnist.val.images.double().sum()
     expected = raw_x.astype(np.float64).sum() / 255
-    assert abs(total.item() - expected) < 1.0, (
-        total.item(),
-        expected,
-    )  # one digit has ~100 units of ink
+    # one digit has ~100 units of ink
+    assert abs(total.item() - expected) < 1.0, (total.item(), expected)
     assert torch.equal(
         torch.bincount(torch.cat([mnist.train.labels, mnist.val.labels])),
         torch.bincount(torch.from_numpy(raw_y.astype(np.int64))),
@@ -101,9 +97,7 @@ def test_local_folder_of_plain_or_gzip_files_is_read(tmp_path, monkeypatch):
     monkeypatch.setenv(DATA_ENV, str(tmp_path))
     splits = vaelib.load_mnist(val_size=5)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (
-        25,
-        5,
-        10,
+        (25, 5, 10)
     )
     with pytest.raises(ValueError, match="val_size must be between 1 and 29"):
         vaelib.load_mnist(val_size=30)
@@ -126,14 +120,13 @@ def test_fashion_mnist_test_split_loads_as_a_split(mnist):
 def test_fashion_mnist_has_its_own_training_validation_and_test_splits(mnist):
     fashion = vaelib.load_mnist(name="FashionMNIST")
     assert (len(fashion.train), len(fashion.val), len(fashion.test)) == (
-        55_000,
-        5_000,
-        10_000,
+        (55_000, 5_000, 10_000)
     )
     assert fashion.fingerprint != mnist.fingerprint
+    # scored on its test split
     assert torch.equal(
         fashion.test.images, vaelib.data.load_test("FashionMNIST").images
-    )  # scored on its test split
+    )
     assert not torch.equal(
         fashion.train.images[:100], mnist.train.images[:100]
     )

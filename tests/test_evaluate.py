@@ -1,4 +1,7 @@
-"""The importance-weighted bound and active units, against numerical integration and NumPy."""
+"""The importance-weighted bound and active units.
+
+Checked against numerical integration and NumPy.
+"""
 
 import math
 
@@ -13,7 +16,10 @@ from vaelib.evaluate import active_units, iwae_bound, posterior_stats
 
 @pytest.fixture(scope="module")
 def tiny_vae():
-    """A 4-pixel VAE with a 1-D latent, in float64: small enough to integrate log p(x) on a grid."""
+    """A 4-pixel VAE with a 1-D latent, in float64.
+
+    Small enough to integrate log p(x) on a grid.
+    """
     config = vaelib.VAEConfig(
         input_shape=(1, 2, 2),
         hidden_dims=(8,),
@@ -23,9 +29,8 @@ def tiny_vae():
         device="cpu",
     )
     model = vaelib.build_model(config).double().eval()
-    with (
-        torch.no_grad()
-    ):  # sharpen the decoder so that log p(x|z) really depends on z
+    # sharpen the decoder so that log p(x|z) really depends on z
+    with torch.no_grad():
         model.to_logits.weight.mul_(6.0)
     x = torch.rand(
         6,
@@ -49,7 +54,10 @@ def grid(n=20_001, limit=12.0):
 
 @torch.no_grad()
 def log_px_given_z_on_grid(model, x, z):
-    """log p(x|z) for every image (rows) and grid point (columns), with torch's own BCE."""
+    """log p(x|z) for every image (rows) and grid point (columns).
+
+    Computed with torch's own BCE.
+    """
     logits = model.decode_logits(z[:, None])  # (G, 4)
     xs = x.reshape(len(x), 1, -1).expand(-1, len(z), -1)
     return -F.binary_cross_entropy_with_logits(
@@ -66,13 +74,15 @@ def log_marginal(model, x):
 
 
 def elbo(model, x):
-    """E_q[log p(x|z)] by integration against q's density, minus the closed-form KL."""
+    """E_q[log p(x|z)] by integration against q's density, minus the KL.
+
+    The KL is the closed-form one.
+    """
     z, log_dz = grid()
     with torch.no_grad():
         mu, logvar = model.encode(x)
-    q = torch.distributions.Normal(
-        mu, torch.exp(0.5 * logvar)
-    )  # (N, 1) broadcasts against the grid
+    # (N, 1) broadcasts against the grid
+    q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
     weights = torch.exp(q.log_prob(z[None, :]) + log_dz)
     expected = (weights * log_px_given_z_on_grid(model, x, z)).sum(1)
     kl = torch.distributions.kl_divergence(
@@ -92,9 +102,8 @@ def test_iwae_with_many_samples_reaches_the_integrated_log_marginal(tiny_vae):
 def test_iwae_bound_rises_with_k_from_the_elbo_towards_log_px(tiny_vae):
     model, x = tiny_vae
     truth, lower = log_marginal(model, x), elbo(model, x)
-    assert torch.all(
-        lower < truth - 0.05
-    )  # the gap must be visible for the test to mean anything
+    # the gap must be visible for the test to mean anything
+    assert torch.all(lower < truth - 0.05)
     repeats = 400
     xs = x.repeat(repeats, 1, 1, 1)
     means, ses = [], []
@@ -127,9 +136,8 @@ def test_iwae_of_a_trained_mnist_model_is_above_its_elbo(mnist):
     x = mnist.test.images[:200]
     terms = vaelib.per_image_terms(model, x)
     b1, b50 = iwae_bound(model, x, k=1), iwae_bound(model, x, k=50)
-    diff = (
-        b1 + terms.recon + terms.kl
-    )  # both estimate the ELBO per image, from independent samples
+    # both estimate the ELBO per image, from independent samples
+    diff = b1 + terms.recon + terms.kl
     assert diff.mean().abs() < 4 * diff.std() / len(x) ** 0.5
     assert (b50 - b1).mean() > 0.5
 
@@ -176,6 +184,7 @@ def test_iwae_in_small_chunks_reaches_the_integrated_log_marginal_too(
     tiny_vae,
 ):
     model, x = tiny_vae
+    # default blocks
     assert torch.allclose(
         iwae_bound(model, x, k=20_000), log_marginal(model, x), atol=0.01
-    )  # default blocks
+    )

@@ -1,8 +1,10 @@
-"""The latent explorers: the exported networks, the ipywidgets explorer, and the HTML one in Chromium."""
+"""The latent explorers.
+
+The exported networks, the ipywidgets explorer, and the HTML one in Chromium.
+"""
 
 import io
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +17,9 @@ from vaelib.drawing import mnist_style
 from vaelib.explorer import LatentExplorer, explorer_html, to_ink
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CODES = [(0.0, 0.0), (1.23, -0.57), (-2.5, 2.2), (3.0, -3.0), (0.41, 1.76)]
-SEVEN = [
-    (0.25, 0.2),
-    (0.72, 0.2),
-    (0.42, 0.85),
-]  # a stroke in fractions of the pad's side
+# a stroke in fractions of the pad's side
+SEVEN = [(0.25, 0.2), (0.72, 0.2), (0.42, 0.85)]
 RING = [
     (
         0.5 + 0.3 * math.cos(t / 24 * 2 * math.pi),
@@ -33,7 +31,10 @@ RING = [
 
 @pytest.fixture(scope="module")
 def trained(small):
-    """The seed design (batch norm + dropout) trained briefly on real digits: BN statistics are not trivial."""
+    """The seed design (batch norm + dropout) trained briefly on real digits.
+
+    Its batch norm statistics are not trivial.
+    """
     config = vaelib.VAEConfig(epochs=2, device="cpu")
     model = vaelib.build_model(config)
     vaelib.fit(model, small, config, progress=False)
@@ -69,7 +70,8 @@ def test_exported_layers_fold_batch_norm_exactly(trained, activation, small):
     torch.testing.assert_close(
         both, torch.cat([mu, logvar], dim=1), atol=1e-5, rtol=0
     )
-    # what the page computes (int16 weights, a scale per row) stays far below one grey level (1/255)
+    # what the page computes (int16 weights, a scale per row) stays far below
+    # one grey level (1/255)
     quantized = export.decoder_means(decoder, z, quantized=True)
     assert (quantized - model.decode(z).flatten(1).double()).abs().max() < 2e-4
 
@@ -83,9 +85,8 @@ def test_pack_round_trips_every_dtype_and_odd_sizes():
         "d": rng.integers(0, 256, 5).astype(np.uint8),
     }
     packed = export.pack(arrays)
-    assert not set(packed["text"]) & set(
-        "&<>\"'\\/*|"
-    )  # safe in HTML, JSON and the page checks
+    # safe in HTML, JSON and the page checks
+    assert not set(packed["text"]) & set("&<>\"'\\/*|")
     back = export.unpack(packed)
     for name, array in arrays.items():
         assert back[name].dtype == array.dtype and np.array_equal(
@@ -118,18 +119,16 @@ def test_fixed_noise_scores_match_torch_distributions(trained, small):
     torch.testing.assert_close(
         export.fixed_noise_scores(trained, x, eps), (kl + recon).detach()
     )
-    assert torch.equal(
-        export.fixed_noise(2, draws=3), eps
-    )  # fixed: the same draws every time
+    # fixed: the same draws every time
+    assert torch.equal(export.fixed_noise(2, draws=3), eps)
 
 
 def test_typicality_counts_reference_scores_above():
     quantiles = export.score_quantiles(
         torch.arange(100.0, -1.0, -1.0), points=101
     )
-    np.testing.assert_array_equal(
-        quantiles, np.arange(101.0)
-    )  # sorted, every value kept
+    # sorted, every value kept
+    np.testing.assert_array_equal(quantiles, np.arange(101.0))
     assert export.percent_more_typical(-0.5, quantiles) == 100.0
     assert export.percent_more_typical(100.0, quantiles) == 0.0
     assert export.percent_more_typical(50.5, quantiles) == pytest.approx(
@@ -142,9 +141,8 @@ def test_widget_shows_the_decoded_digit_for_programmatic_slider_moves(
 ):
     explorer = LatentExplorer(trained, small.test.images, small.test.labels)
     for z in CODES:
-        explorer.sliders[0].value, explorer.sliders[1].value = (
-            z  # as a user dragging the sliders
-        )
+        # as a user dragging the sliders
+        explorer.sliders[0].value, explorer.sliders[1].value = z
         shown = png_pixels(explorer.image.value)[
             :: explorer.scale, :: explorer.scale
         ]
@@ -156,11 +154,10 @@ def test_widget_shows_the_decoded_digit_for_programmatic_slider_moves(
         explorer.z, vaelib.latent_means(trained, image[None])[0].clamp(-3, 3)
     )
     row, col = vaelib.explorer._pixel_of(explorer.z, 300, 3.0)
+    # the marker's centre
     assert tuple(png_pixels(explorer.map.value)[row, col, :3]) == (
-        255,
-        255,
-        255,
-    )  # the marker's centre
+        (255, 255, 255)
+    )
 
 
 def bar_ink(side: int = vaelib.explorer.PAD) -> np.ndarray:
@@ -174,15 +171,13 @@ def test_widget_starts_from_a_drawing(trained, small):
     explorer = LatentExplorer(
         trained, small.test.images, small.test.labels, drawing=True
     )
-    explorer.pad.ink = (
-        bar_ink().tobytes()
-    )  # what the pad's JavaScript sends when a stroke ends
+    # what the pad's JavaScript sends when a stroke ends
+    explorer.pad.ink = bar_ink().tobytes()
     x = torch.tensor(mnist_style(bar_ink() / 255), dtype=torch.float32)
     expected = vaelib.latent_means(trained, x[None, None])[0].clamp(-3, 3)
     torch.testing.assert_close(explorer.z, expected)
-    shown = png_pixels(explorer.input.value)[
-        ::4, ::4
-    ]  # the processed input, enlarged 4 times
+    # the processed input, enlarged 4 times
+    shown = png_pixels(explorer.input.value)[::4, ::4]
     assert np.array_equal(shown, to_ink(x))
     with pytest.raises(ValueError, match="expected 280"):
         explorer.pad.ink = b"\x00" * 100
@@ -210,32 +205,20 @@ def test_explorer_html_refuses_bad_arguments_clearly(trained):
         explorer_html(trained, dims=[2])
 
 
-# --- in a real browser -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(
-            "Chromium is not installed (apt-get install chromium); CI installs it"
-        )
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
-        )
-        yield browser
-        browser.close()
+# --- in a real browser -------------------------------------------------------
 
 
 def set_code(page, root: str, z) -> list[float]:
-    """Move the sliders of the explorer `root` (a CSS selector) like a user; return the values they took."""
+    """Move the sliders of the explorer `root` (a CSS selector) like a user.
+
+    Returns the values they took.
+    """
     return page.evaluate(
         """([root, z]) => {
         const inputs = [...document.querySelector(root).querySelectorAll(".sliders input")];
         z.forEach((v, d) => { inputs[d].value = v; inputs[d].dispatchEvent(new Event("input")); });
         return inputs.map(el => parseFloat(el.value));
-    }""",
+    }""",  # noqa: E501
         [root, list(z)],
     )
 
@@ -245,14 +228,17 @@ def canvas_ink(page, root: str, which: str = "canvas.decoded") -> np.ndarray:
         """([root, which]) => {
         const c = document.querySelector(root).querySelector(which);
         return Array.from(c.getContext("2d").getImageData(0, 0, c.width, c.height).data);
-    }""",
+    }""",  # noqa: E501
         [root, which],
     )
     return np.array(data, dtype=np.int16).reshape(28, 28, 4)[:, :, 0]
 
 
 def max_error_in_browser(page, root: str, model) -> int:
-    """Largest difference, in grey levels, between the page's canvas and PyTorch over several codes."""
+    """Largest grey-level difference between the page's canvas and PyTorch.
+
+    It is taken over several codes.
+    """
     worst = 0
     for z in CODES:
         used = set_code(page, root, z)
@@ -268,7 +254,8 @@ def max_error_in_browser(page, root: str, model) -> int:
 def open_snippet(browser, html: str, tmp_path: Path):
     path = tmp_path / "explorer.html"
     path.write_text(
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>{html}</body></html>"
+        "<!DOCTYPE html><html><head><meta charset='utf-8'></head>"
+        f"<body>{html}</body></html>"
     )
     page = browser.new_page()
     page.goto(path.as_uri())
@@ -277,7 +264,10 @@ def open_snippet(browser, html: str, tmp_path: Path):
 
 
 def mouse_stroke(page, root: str, points) -> None:
-    """Press, move through `points` (fractions of the pad's side) and release, like a user."""
+    """Press, move through `points` and release, like a user.
+
+    The points are in fractions of the pad's side.
+    """
     box = page.locator(f"{root} canvas.pad").bounding_box()
     at = [
         (box["x"] + u * box["width"], box["y"] + v * box["height"])
@@ -291,7 +281,10 @@ def mouse_stroke(page, root: str, points) -> None:
 
 
 def draw(page, root: str, points) -> dict:
-    """Draw one stroke through `points` (fractions of the pad) with the mouse; the page's state after it."""
+    """Draw one stroke through `points` (fractions of the pad) with the mouse.
+
+    Returns the page's state after it.
+    """
     before = int(
         page.evaluate(f"document.querySelector('{root}').dataset.updates || 0")
     )
@@ -306,13 +299,16 @@ def draw(page, root: str, points) -> dict:
         return {ink: list(s.ink), input: list(s.input), mu: list(s.mu), logvar: list(s.logvar),
                 recon: list(s.recon), score: s.score, percent: s.percent, ms: s.encodeMs,
                 z: list(s.z), text: document.querySelector(root + " .result").textContent};
-    }""",
+    }""",  # noqa: E501
         root,
     )
 
 
 def drawing_errors(state: dict, model, reference: np.ndarray) -> dict:
-    """How far the page's numbers for one drawing are from Python's on the same ink."""
+    """How far the page's numbers for one drawing are from Python's.
+
+    Python's are computed on the same ink.
+    """
     ink = np.array(state["ink"]).reshape(
         vaelib.explorer.PAD, vaelib.explorer.PAD
     )
@@ -351,15 +347,17 @@ TOLERANCES = {
 
 
 def check_drawings(page, root: str, model, reference) -> list[dict]:
-    """Draw a 7 and (after clearing) a ring; compare each with PyTorch. Returns the errors."""
+    """Draw a 7 and (after clearing) a ring; compare each with PyTorch.
+
+    Returns the errors.
+    """
     errors = []
     for stroke in (SEVEN, RING):
         page.locator(f"{root} button.clear").click()
         state = draw(page, root, stroke)
         assert "more typical than" in state["text"]
-        assert state["z"] == pytest.approx(
-            state["mu"]
-        )  # the sliders start from the drawing's code
+        # the sliders start from the drawing's code
+        assert state["z"] == pytest.approx(state["mu"])
         errors.append(drawing_errors(state, model, reference))
     return errors
 
@@ -370,7 +368,7 @@ def page_reference(page, root: str) -> np.ndarray:
         const root = document.querySelector('{root}');
         const meta = JSON.parse(root.querySelector('script.vaelib-meta').textContent);
         return Array.from((await VAELIB.unpack(meta.packed)).reference);
-    }})()"""),
+    }})()"""),  # noqa: E501
         dtype=np.float32,
     )
 
@@ -383,15 +381,16 @@ def test_html_explorer_decodes_like_pytorch_in_chromium(
         explorer_html(trained, small.test.images, small.test.labels),
         tmp_path,
     )
-    assert (
-        max_error_in_browser(page, ".vaelib-explorer", trained) <= 1
-    )  # at most 1/255 per pixel
+    # at most 1/255 per pixel
+    assert max_error_in_browser(page, ".vaelib-explorer", trained) <= 1
     box = page.locator(".vaelib-explorer .map").bounding_box()
+    # z = (1.5, 1.5)
     page.mouse.click(
         box["x"] + 0.75 * box["width"], box["y"] + 0.25 * box["height"]
-    )  # z = (1.5, 1.5)
+    )
     z = page.evaluate(
-        "[...document.querySelectorAll('.vaelib-explorer input')].map(e => parseFloat(e.value))"
+        "[...document.querySelectorAll('.vaelib-explorer input')]"
+        ".map(e => parseFloat(e.value))"
     )
     assert z == pytest.approx([1.5, 1.5], abs=0.03)
     expected = to_ink(
@@ -401,17 +400,23 @@ def test_html_explorer_decodes_like_pytorch_in_chromium(
 
 
 def test_kernel_pad_sends_the_ink_it_shows(browser, tmp_path):
-    """The anywidget module, rendered with a stand-in for the widget model: a stroke ends, bytes go."""
+    """The anywidget module, rendered with a stand-in for the widget model.
+
+    A stroke ends, bytes go.
+    """
     esm = vaelib.explorer._pad_module()
     path = tmp_path / "pad.html"
     path.write_text(
-        "<!DOCTYPE html><html><body><div id='host'></div><script type='module'>\n"
-        "const url = URL.createObjectURL(new Blob([document.getElementById('esm')"
-        ".textContent], {type: 'text/javascript'}));\n"
+        "<!DOCTYPE html><html><body><div id='host'></div>"
+        "<script type='module'>\n"
+        "const url = URL.createObjectURL(new Blob("
+        "[document.getElementById('esm').textContent], "
+        "{type: 'text/javascript'}));\n"
         "const widget = (await import(url)).default;\n"
         "window.sent = [];\n"
-        "const model = {get: (k) => ({size: 280})[k], set: (k, v) => window.sent.push([k, v]),"
-        " save_changes: () => {}};\n"
+        "const model = {get: (k) => ({size: 280})[k], "
+        "set: (k, v) => window.sent.push([k, v]), "
+        "save_changes: () => {}};\n"
         "widget.render({model, el: document.getElementById('host')});\n"
         "</script><script type='text/plain' id='esm'>"
         + esm
@@ -422,23 +427,25 @@ def test_kernel_pad_sends_the_ink_it_shows(browser, tmp_path):
     page.wait_for_selector("#host canvas.pad")
     state = draw_stroke(page, "#host", SEVEN)
     sent = page.evaluate(
-        """() => window.sent.map(([k, v]) => [k, Array.from(new Uint8Array(v.buffer))])"""
+        "() => window.sent.map(([k, v]) => "
+        "[k, Array.from(new Uint8Array(v.buffer))])"
     )
-    assert [k for k, _ in sent] == [
-        "ink"
-    ]  # once, when the stroke ended: not every frame
+    # once, when the stroke ended: not every frame
+    assert [k for k, _ in sent] == ["ink"]
     assert np.array_equal(
         np.array(sent[0][1]), np.round(np.array(state) * 255)
     )
     pad = vaelib.explorer.drawing_pad()
     pad.ink = bytes(sent[0][1])
-    assert (
-        pad.mnist_input().sum() > 10
-    )  # a real stroke, made MNIST-style in Python
+    # a real stroke, made MNIST-style in Python
+    assert pad.mnist_input().sum() > 10
 
 
 def draw_stroke(page, root: str, points) -> list[float]:
-    """Draw one stroke on a bare pad with the mouse; return the pad's ink as the page reads it."""
+    """Draw one stroke on a bare pad with the mouse.
+
+    Returns the pad's ink as the page reads it.
+    """
     mouse_stroke(page, root, points)
     page.wait_for_function("window.sent.length > 0")
     page.wait_for_timeout(100)
@@ -446,7 +453,7 @@ def draw_stroke(page, root: str, points) -> list[float]:
         const c = document.querySelector('{root} canvas.pad');
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
         return Array.from({{length: c.width * c.height}}, (_, k) => d[4 * k + 3] / 255);
-    }}""")
+    }}""")  # noqa: E501
 
 
 def test_drawn_digits_are_processed_encoded_and_scored_like_pytorch(
@@ -470,20 +477,17 @@ def test_drawn_digits_are_processed_encoded_and_scored_like_pytorch(
             "\ndrawing vs PyTorch:", {k: f"{v:.2g}" for k, v in errors.items()}
         )
         assert all(errors[k] <= TOLERANCES[k] for k in TOLERANCES), errors
-    page.locator(
-        ".vaelib-explorer button.undo"
-    ).click()  # the ring was the only stroke: nothing left
+    # the ring was the only stroke: nothing left
+    page.locator(".vaelib-explorer button.undo").click()
     page.wait_for_function(
         "document.querySelector('.vaelib-explorer .result').textContent"
         ".startsWith('Draw a digit')"
     )
     zero = to_ink(trained.decode(torch.zeros(1, 2))[0, 0]).astype(np.int16)
-    assert (
-        np.abs(canvas_ink(page, ".vaelib-explorer") - zero).max() <= 1
-    )  # back to z = 0
-    assert (
-        canvas_ink(page, ".vaelib-explorer", "canvas.draw") == 255
-    ).all()  # no stale draws
+    # back to z = 0
+    assert np.abs(canvas_ink(page, ".vaelib-explorer") - zero).max() <= 1
+    # no stale draws
+    assert (canvas_ink(page, ".vaelib-explorer", "canvas.draw") == 255).all()
     box = page.locator(".vaelib-explorer canvas.pad").bounding_box()
     page.mouse.move(box["x"] + 50, box["y"] + 50)
     page.mouse.down(button="right")  # only the main button draws
@@ -505,9 +509,8 @@ def test_browser_comparison_catches_a_perturbed_weight(
     perturbed = vaelib.VAE(trained.config)
     perturbed.load_state_dict(trained.state_dict())
     with torch.no_grad():
-        perturbed.to_logits.bias[400] += (
-            0.5  # one decoder number out of ~135,000
-        )
+        # one decoder number out of ~135,000
+        perturbed.to_logits.bias[400] += 0.5
     page = open_snippet(browser, explorer_html(perturbed.eval()), tmp_path)
     assert max_error_in_browser(page, ".vaelib-explorer", trained) > 1
     with torch.no_grad():
@@ -524,13 +527,11 @@ def test_browser_comparison_catches_a_perturbed_weight(
     ), errors
 
 
-# --- the book's pages ----------------------------------------------------------------------------
+# --- the book's pages --------------------------------------------------------
 
 
-BOOK_PAGES = {
-    "05_latent_space": 2,
-    "09_applications": 20,
-}  # page -> latent size of its explorer
+# page -> latent size of its explorer
+BOOK_PAGES = {"05_latent_space": 2, "09_applications": 20}
 
 
 @pytest.mark.parametrize("name", BOOK_PAGES)
@@ -553,9 +554,8 @@ def test_built_book_page_has_a_working_drawing_explorer(browser, mnist, name):
         page.locator(f"{root} canvas.{c}").bounding_box()
         for c in ("pad", "input")
     )
-    assert (
-        pad["y"] == shown["y"] and shown["x"] > pad["x"] + pad["width"]
-    )  # side by side in the theme
+    # side by side in the theme
+    assert pad["y"] == shown["y"] and shown["x"] > pad["x"] + pad["width"]
     if BOOK_PAGES[name] == 2:
         assert max_error_in_browser(page, root, model) <= 1
     errors = check_drawings(page, root, model, page_reference(page, root))
@@ -563,7 +563,8 @@ def test_built_book_page_has_a_working_drawing_explorer(browser, mnist, name):
         "document.querySelector('.vaelib-explorer').vaelib.state.encodeMs"
     )
     print(
-        f"\n{name}: {size / 1e3:.0f} kB; drawing vs PyTorch {errors}; last update {times:.2f} ms"
+        f"\n{name}: {size / 1e3:.0f} kB; drawing vs PyTorch {errors}; "
+        f"last update {times:.2f} ms"
     )
     assert all(e[k] <= TOLERANCES[k] for e in errors for k in TOLERANCES), (
         errors
@@ -587,8 +588,18 @@ def test_explorer_refuses_a_decoder_whose_mean_is_not_a_sigmoid():
 
 
 def test_drawing_pad_without_anywidget_says_how_to_install_it(monkeypatch):
-    monkeypatch.setitem(
-        __import__("sys").modules, "anywidget", None
-    )  # as if not installed
+    # as if not installed
+    monkeypatch.setitem(__import__("sys").modules, "anywidget", None)
     with pytest.raises(ImportError, match="pip install anywidget"):
         vaelib.explorer.drawing_pad()
+
+
+def test_page_script_drops_only_indentation_and_comment_lines():
+    source = (vaelib.explorer.STATIC / "explorer.js").read_text()
+    # no template literal (the one backtick is in the base-85 alphabet)
+    assert source.count("`") == 1 and '_`{]}~"' in source
+    script = vaelib.explorer.page_script(source)
+    assert len(script) < 0.85 * len(source)
+    kept = [x.strip() for x in source.splitlines()]
+    kept = [x for x in kept if x and not x.startswith("//")]
+    assert script.splitlines() == kept

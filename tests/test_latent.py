@@ -23,9 +23,8 @@ def test_prior_grid_sits_at_the_prior_quantiles():
         atol=1e-6,
         rtol=0,
     )
-    assert (
-        z[0, 1] == z[:, 1].max() and z[0, 0] == z[:, 0].min()
-    )  # top-left: small z1, large z2
+    # top-left: small z1, large z2
+    assert z[0, 1] == z[:, 1].max() and z[0, 0] == z[:, 0].min()
 
 
 @pytest.mark.parametrize("method", ["linear", "slerp"])
@@ -37,14 +36,13 @@ def test_interpolation_ends_at_both_codes(method):
     torch.testing.assert_close(path[-1], z1)
 
 
-def test_slerp_keeps_the_norm_between_codes_of_equal_norm_and_linear_does_not():
+def test_slerp_keeps_the_norm_between_codes_of_equal_norm_and_linear_does_not():  # noqa: E501
     z0, z1 = torch.tensor([3.0, 0.0]), torch.tensor([0.0, 3.0])
     torch.testing.assert_close(
         interpolate(z0, z1, 9, "slerp").norm(dim=1), torch.full((9,), 3.0)
     )
-    assert (
-        interpolate(z0, z1, 9, "linear").norm(dim=1)[4] < 2.2
-    )  # the midpoint cuts the corner
+    # the midpoint cuts the corner
+    assert interpolate(z0, z1, 9, "linear").norm(dim=1)[4] < 2.2
     with pytest.raises(ValueError, match="method must be 'linear' or 'slerp'"):
         interpolate(z0, z1, 3, "cubic")
 
@@ -86,9 +84,8 @@ def test_knn_and_nearest_neighbours_match_brute_force_numpy():
     )
     d = np.sqrt(((test_z[:, None] - train_z[None]) ** 2).sum(-1))
     assert np.array_equal(idx.numpy(), d.argmin(1))
-    np.testing.assert_allclose(
-        dist.numpy(), d.min(1), rtol=0, atol=1e-5
-    )  # float32 distances
+    # float32 distances
+    np.testing.assert_allclose(dist.numpy(), d.min(1), rtol=0, atol=1e-5)
 
 
 def test_knn_accuracy_on_separated_clusters_and_bad_k():
@@ -111,9 +108,8 @@ def test_entropy_floor_is_the_smallest_possible_reconstruction_cost():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(3, 784, generator=g, dtype=torch.float64)
     floor = vaelib.bernoulli_entropy_floor(x)
-    torch.testing.assert_close(
-        floor, vaelib.bernoulli_nll(torch.logit(x), x)
-    )  # reached at p = x
+    # reached at p = x
+    torch.testing.assert_close(floor, vaelib.bernoulli_nll(torch.logit(x), x))
     for _ in range(5):
         assert torch.all(
             vaelib.bernoulli_nll(
@@ -123,9 +119,10 @@ def test_entropy_floor_is_the_smallest_possible_reconstruction_cost():
             )
             > floor
         )
+    # black and white cost nothing
     assert torch.all(
         vaelib.bernoulli_entropy_floor(torch.tensor([[0.0, 1.0, 1.0]])) == 0
-    )  # black and white cost nothing
+    )
 
 
 def test_layer_table_accounts_for_every_parameter():
@@ -134,9 +131,9 @@ def test_layer_table_accounts_for_every_parameter():
     assert (
         table["parameters"].sum() == vaelib.count_parameters(model) == 470_804
     )
-    assert table.iloc[-1]["output shape"] == (4, 784) and table.iloc[0][
-        "output shape"
-    ] == (4, 256)
+    assert (table.iloc[-1]["output shape"] == (4, 784)) and (
+        table.iloc[0]["output shape"] == (4, 256)
+    )
 
 
 def test_prior_mismatch_is_zero_for_prior_samples_and_exact_for_scaled_ones():

@@ -1,5 +1,8 @@
-"""Every decoder likelihood against a reference that shares no code with vaelib: torch.distributions,
-numerical integration, brute-force sums over all 256 pixel values."""
+"""Every decoder likelihood against a reference sharing no code with vaelib.
+
+The references: torch.distributions, numerical integration, brute-force sums
+over all 256 pixel values.
+"""
 
 import math
 
@@ -23,13 +26,15 @@ F64 = torch.float64
 
 
 def logistic_cdf(t):
-    return (
-        1 / (1 + math.exp(-t)) if t > -700 else 0.0
-    )  # 1 for t = inf, 0 for t = -inf
+    # 1 for t = inf, 0 for t = -inf
+    return 1 / (1 + math.exp(-t)) if t > -700 else 0.0
 
 
 def simpson(f, lo, hi, n=2000):
-    """Composite Simpson rule of a Python function on [lo, hi] with n (even) intervals."""
+    """Composite Simpson rule of the function f on [lo, hi].
+
+    It uses n intervals; n must be even.
+    """
     h = (hi - lo) / n
     total = (
         f(lo)
@@ -54,7 +59,7 @@ def test_continuous_bernoulli_matches_torch_distributions_across_lambda():
     torch.testing.assert_close(ours, reference, rtol=0, atol=1e-9)
 
 
-def test_continuous_bernoulli_normaliser_is_one_over_the_integral_of_the_bernoulli_on_0_1():
+def test_continuous_bernoulli_normaliser_is_one_over_the_integral_of_the_bernoulli_on_0_1():  # noqa: E501
     for logit in (-30.0, -12.0, -3.0, -0.4, 0.0, 5e-4, 2.0, 9.0, 25.0):
         log_lam, log_1m_lam = (
             -math.log1p(math.exp(-logit)),
@@ -72,20 +77,19 @@ def test_continuous_bernoulli_normaliser_is_one_over_the_integral_of_the_bernoul
             log_c,
             -math.log(integral),
         )
-        assert (
-            integral <= 0.5 + 1e-12
-        )  # the Bernoulli "density" integrates to at most one half (at lambda = 1/2)
+        # the Bernoulli "density" integrates to at most one half
+        # (at lambda = 1/2)
+        assert integral <= 0.5 + 1e-12
 
 
-def test_continuous_bernoulli_normaliser_is_smooth_through_one_half_in_float32():
+def test_continuous_bernoulli_normaliser_is_smooth_through_one_half_in_float32():  # noqa: E501
     logits = torch.tensor(
         [-1e-2, -1e-3, -5e-4, 0.0, 5e-4, 1e-3, 1e-2], requires_grad=True
     )
     values = log_cb_normaliser(logits)
     values.sum().backward()
-    expected = (
-        math.log(2) + logits.detach().double() ** 2 / 12
-    )  # the Taylor series, exact to l^4
+    # the Taylor series, exact to l^4
+    expected = math.log(2) + logits.detach().double() ** 2 / 12
     torch.testing.assert_close(values.double(), expected, rtol=0, atol=1e-6)
     assert torch.isfinite(logits.grad).all()
     torch.testing.assert_close(
@@ -96,13 +100,14 @@ def test_continuous_bernoulli_normaliser_is_smooth_through_one_half_in_float32()
 @pytest.mark.parametrize(
     "logit", [-500.0, -40.0, -3.0, -0.004, 0.0, 2e-5, 0.5, 7.0, 300.0]
 )
-def test_continuous_bernoulli_mean_and_inverse_cdf_match_integration_at_any_lambda(
+def test_continuous_bernoulli_mean_and_inverse_cdf_match_integration_at_any_lambda(  # noqa: E501
     logit,
 ):
-    l = torch.tensor([[logit]], dtype=F64)
-    # the density from our normaliser, integrated on a grid fine enough for a rate of 500
+    logits = torch.tensor([[logit]], dtype=F64)
+    # the density from our normaliser, integrated on a grid fine enough for a
+    # rate of 500
     xs = torch.linspace(0, 1, 400_001, dtype=F64)[:, None]
-    density = (-continuous_bernoulli_nll(l.expand(len(xs), 1), xs)).exp()[
+    density = (-continuous_bernoulli_nll(logits.expand(len(xs), 1), xs)).exp()[
         :, None
     ]
     cdf = torch.cat(
@@ -113,22 +118,24 @@ def test_continuous_bernoulli_mean_and_inverse_cdf_match_integration_at_any_lamb
     )
     mean = torch.trapezoid(xs * density, xs, dim=0)
     torch.testing.assert_close(
-        likelihoods.continuous_bernoulli_mean(l)[0], mean, rtol=1e-6, atol=1e-8
+        likelihoods.continuous_bernoulli_mean(logits)[0],
+        mean,
+        rtol=1e-6,
+        atol=1e-8,
     )
     u = torch.tensor([[0.01, 0.3, 0.5, 0.9, 0.999]], dtype=F64)
-    x = likelihoods.continuous_bernoulli_icdf(l.expand_as(u), u)
+    x = likelihoods.continuous_bernoulli_icdf(logits.expand_as(u), u)
     assert ((x >= 0) & (x <= 1)).all()
-    at_x = np.interp(
-        x[0].numpy(), xs[:, 0].numpy(), cdf[:, 0].numpy()
-    )  # the integrated CDF at the draws
+    # the integrated CDF at the draws
+    at_x = np.interp(x[0].numpy(), xs[:, 0].numpy(), cdf[:, 0].numpy())
     np.testing.assert_allclose(at_x, u[0].numpy(), rtol=0, atol=1e-5)
-    if (
-        0.01 < abs(logit) < 15
-    ):  # where torch.distributions neither clamps lambda nor uses its rough Taylor form
-        reference = ContinuousBernoulli(logits=l.expand_as(u))
+    # where torch.distributions neither clamps lambda nor uses its rough
+    # Taylor form
+    if 0.01 < abs(logit) < 15:
+        reference = ContinuousBernoulli(logits=logits.expand_as(u))
         torch.testing.assert_close(x, reference.icdf(u), rtol=0, atol=1e-6)
         torch.testing.assert_close(
-            likelihoods.continuous_bernoulli_mean(l),
+            likelihoods.continuous_bernoulli_mean(logits),
             reference.mean[:, :1],
             rtol=0,
             atol=1e-6,
@@ -154,7 +161,7 @@ def test_gaussian_nll_matches_torch_normal_for_fixed_and_per_pixel_sigma():
     "loc,scale",
     [(0.5, 0.05), (-0.2, 0.01), (1.1, 0.2), (0.3, 0.002), (0.0, 3.0)],
 )
-def test_discretized_logistic_bins_sum_to_one_and_match_integration_of_the_density(
+def test_discretized_logistic_bins_sum_to_one_and_match_integration_of_the_density(  # noqa: E501
     loc, scale
 ):
     k = torch.arange(256, dtype=F64)
@@ -168,15 +175,8 @@ def test_discretized_logistic_bins_sum_to_one_and_match_integration_of_the_densi
         return math.exp(-abs(t)) / (scale * (1 + math.exp(-abs(t))) ** 2)
 
     tail = 60 * scale  # the density is below e^-60 of its peak beyond this
-    for j in (
-        0,
-        1,
-        2,
-        100,
-        128,
-        254,
-        255,
-    ):  # edge bins integrate the whole tail
+    # edge bins integrate the whole tail
+    for j in (0, 1, 2, 100, 128, 254, 255):
         lo = loc - tail if j == 0 else (j - 0.5) / 255
         hi = loc + tail if j == 255 else (j + 0.5) / 255
         lo, hi = (lo, max(hi, lo)) if j != 255 else (min(lo, hi), hi)
@@ -188,7 +188,7 @@ def test_discretized_logistic_bins_sum_to_one_and_match_integration_of_the_densi
         )
 
 
-def test_discretized_logistic_nll_is_the_sum_of_per_pixel_bin_log_probabilities():
+def test_discretized_logistic_nll_is_the_sum_of_per_pixel_bin_log_probabilities():  # noqa: E501
     g = torch.Generator().manual_seed(2)
     loc, scale = (
         torch.rand(2, 30, generator=g, dtype=F64),
@@ -202,7 +202,8 @@ def test_discretized_logistic_nll_is_the_sum_of_per_pixel_bin_log_probabilities(
             m, s, j = loc[i, d].item(), scale[i, d].item(), k[i, d].item()
             a = math.inf if j == 255 else ((j + 0.5) / 255 - m) / s
             b = -math.inf if j == 0 else ((j - 0.5) / 255 - m) / s
-            # the difference of CDFs, or of survival functions above the median (no cancellation)
+            # the difference of CDFs, or of survival functions above the
+            # median (no cancellation)
             p = (
                 logistic_cdf(a) - logistic_cdf(b)
                 if b < 0
@@ -249,7 +250,10 @@ def config(likelihood, input_shape=(1, 2, 3), **changes):
 
 
 def one_pixel_table(c, out):
-    """P(x = k / 255) for k = 0..255 of a one-pixel likelihood, by scoring every value: (B, 256)."""
+    """P(x = k / 255) for k = 0..255 of a one-pixel likelihood: (B, 256).
+
+    Every value is scored.
+    """
     return torch.stack(
         [
             (
@@ -263,7 +267,7 @@ def one_pixel_table(c, out):
     )
 
 
-def test_a_mixture_of_logistics_is_the_weighted_sum_of_its_components_and_sums_to_one():
+def test_a_mixture_of_logistics_is_the_weighted_sum_of_its_components_and_sums_to_one():  # noqa: E501
     c = config("discretized_logistic", input_shape=(1,), components=3)
     out = torch.randn(
         4,
@@ -275,9 +279,8 @@ def test_a_mixture_of_logistics_is_the_weighted_sum_of_its_components_and_sums_t
     torch.testing.assert_close(
         table.sum(1), torch.ones(4, dtype=F64), rtol=0, atol=1e-9
     )
-    w, loc, raw_scale = out.view(4, 3, 3).unbind(
-        1
-    )  # weight logits, locations, raw scales: (4, K)
+    # weight logits, locations, raw scales: (4, K)
+    w, loc, raw_scale = out.view(4, 3, 3).unbind(1)
     w, scale = (
         w.softmax(1),
         c.scale_floor + torch.nn.functional.softplus(raw_scale),
@@ -315,15 +318,13 @@ def test_decoder_mean_is_the_average_over_the_distribution(
         generator=torch.Generator().manual_seed(4),
         dtype=F64,
     )
-    if (
-        likelihood == "discretized_logistic"
-    ):  # the sum over the 256 values of k / 255 times P(k)
+    if likelihood == "discretized_logistic":
+        # the sum over the 256 values of k / 255 times P(k)
         brute = (
             one_pixel_table(c, out) * torch.arange(256, dtype=F64) / 255
         ).sum(1, keepdim=True)
-    elif (
-        likelihood == "continuous_bernoulli"
-    ):  # the integral of x p(x) over [0, 1]
+    elif likelihood == "continuous_bernoulli":
+        # the integral of x p(x) over [0, 1]
         xs = torch.linspace(0, 1, 20_001, dtype=F64)
         brute = torch.trapezoid(
             xs * ContinuousBernoulli(logits=out).log_prob(xs).exp(), xs, dim=-1
@@ -348,10 +349,8 @@ def test_discretized_logistic_draws_follow_the_bin_probabilities():
     ).view(20_000, 3)
     k = torch.round(draws * 255)
     assert torch.equal(draws, k / 255) and k.min() >= 0 and k.max() <= 255
-    probs, values = (
-        one_pixel_table(c, out),
-        torch.arange(256, dtype=F64),
-    )  # (3, 256)
+    # probs: (3, 256)
+    probs, values = one_pixel_table(c, out), torch.arange(256, dtype=F64)
     mean = (probs * values).sum(1)
     sd = ((probs * values**2).sum(1) - mean**2).sqrt()
     assert ((k.mean(0) - mean).abs() <= 4 * sd / math.sqrt(len(k))).all(), (
@@ -368,12 +367,10 @@ def test_likelihoods_that_read_8_bit_pixels_refuse_values_off_the_grid():
         "gaussian_learned",
     ):
         with pytest.raises(ValueError, match="8-bit pixels k / 255"):
-            likelihoods.prepare(
-                config(name), torch.full((2, 6), 0.5)
-            )  # 127.5 / 255
-    likelihoods.prepare(
-        config("bernoulli"), torch.full((2, 6), 0.5)
-    )  # grey levels are the Bernoulli's input
+            # 127.5 / 255
+            likelihoods.prepare(config(name), torch.full((2, 6), 0.5))
+    # grey levels are the Bernoulli's input
+    likelihoods.prepare(config("bernoulli"), torch.full((2, 6), 0.5))
     deq = likelihoods.dequantize(
         torch.tensor([[0.0, 1.0, 128 / 255]]), torch.Generator().manual_seed(0)
     )
@@ -409,7 +406,10 @@ def tiny_logistic_vae():
 
 
 def brute_force_log_p(model, x, density=False):
-    """log P(8-bit x) = log of the integral over z of P(x|z) p(z) on a grid, for a 1-D latent."""
+    """log P(8-bit x), integrated on a grid, for a 1-D latent.
+
+    It is the log of the integral over z of P(x|z) p(z).
+    """
     z = torch.linspace(-12, 12, 8001, dtype=F64)
     log_dz = math.log(24 / 8000)
     with torch.no_grad():
@@ -417,7 +417,9 @@ def brute_force_log_p(model, x, density=False):
     flat = x.reshape(len(x), -1)
     rows = []
     for image in flat:
-        if density:  # the bin's probability under the continuous Bernoulli, from its CDF
+        if density:
+            # the bin's probability under the continuous Bernoulli,
+            # from its CDF
             lam = ContinuousBernoulli(logits=out)
             lo, hi = (
                 image.expand_as(out) * 255 / 256,
@@ -468,14 +470,15 @@ def test_a_density_adds_log_256_per_pixel_and_bounds_the_8_bit_probability():
     bound = log_prob_8bit(model, x, k=5000)
     raw = iwae_bound(model, x, k=5000)
     torch.testing.assert_close(bound, raw - 6 * math.log(256))
-    # Dequantization's Jensen gap is small for a density this smooth, so the bound is close to exact
+    # Dequantization's Jensen gap is small for a density this smooth, so the
+    # bound is close to exact
     assert (bound <= exact + 0.02).all() and (bound >= exact - 0.1).all(), (
         bound,
         exact,
     )
 
 
-def test_a_bernoulli_decoder_is_scored_as_its_normalised_version_unless_asked_otherwise(
+def test_a_bernoulli_decoder_is_scored_as_its_normalised_version_unless_asked_otherwise(  # noqa: E501
     tiny_logistic_vae,
 ):
     model = vaelib.build_model(config("bernoulli")).double().eval()
@@ -484,8 +487,7 @@ def test_a_bernoulli_decoder_is_scored_as_its_normalised_version_unless_asked_ot
     as_cb = log_prob_8bit(model, x, k=10, likelihood="continuous_bernoulli")
     raw = log_prob_8bit(model, x, k=10, likelihood="bernoulli")
     torch.testing.assert_close(normalised, as_cb)
-    assert (
-        normalised > raw
-    ).all()  # the normaliser is >= 1 per pixel: the unnormalised number is too low
+    # the normaliser is >= 1 per pixel: the unnormalised number is too low
+    assert (normalised > raw).all()
     with pytest.raises(ValueError, match="cannot be scored"):
         iwae_bound(model, x, k=2, likelihood="discretized_logistic")

@@ -1,4 +1,4 @@
-"""The objective's maths, checked against references that share no code with vaelib."""
+"""The objective's maths, against references sharing no code with vaelib."""
 
 import math
 
@@ -32,9 +32,8 @@ def test_kl_matches_monte_carlo_within_standard_errors():
     )
     n = 200_000
     std = (0.5 * logvar).exp()
-    z = mu + std * torch.randn(
-        n, *mu.shape, generator=g, dtype=torch.float64
-    )  # (n, B, L)
+    # (n, B, L)
+    z = mu + std * torch.randn(n, *mu.shape, generator=g, dtype=torch.float64)
     log_q = Normal(mu, std).log_prob(z).sum(-1)
     log_p = Normal(0.0, 1.0).log_prob(z).sum(-1)
     samples = log_q - log_p  # (n, B): one-sample KL estimates
@@ -51,9 +50,8 @@ def test_kl_matches_monte_carlo_within_standard_errors():
 def test_bernoulli_nll_is_a_per_image_sum_of_pixel_cross_entropies():
     g = torch.Generator().manual_seed(2)
     logits = torch.randn(4, 784, generator=g, dtype=torch.float64) * 3
-    x = torch.rand(
-        4, 784, generator=g, dtype=torch.float64
-    )  # grey levels, not just 0/1
+    # grey levels, not just 0/1
+    x = torch.rand(4, 784, generator=g, dtype=torch.float64)
     p = torch.sigmoid(logits)
     reference = -(x * p.log() + (1 - x) * (1 - p).log()).sum(1)
     torch.testing.assert_close(bernoulli_nll(logits, x), reference)
@@ -62,7 +60,8 @@ def test_bernoulli_nll_is_a_per_image_sum_of_pixel_cross_entropies():
         bernoulli_nll(logits, binary),
         -Independent(Bernoulli(logits=logits), 1).log_prob(binary),
     )
-    # A logit of 0 costs log 2 per pixel whatever x is: 784 log 2 per image (a sum, not a mean).
+    # A logit of 0 costs log 2 per pixel whatever x is: 784 log 2 per image (a
+    # sum, not a mean).
     torch.testing.assert_close(
         bernoulli_nll(torch.zeros(2, 784), torch.rand(2, 784)),
         torch.full((2,), 784 * math.log(2)),
@@ -75,9 +74,8 @@ def test_logits_form_stays_exact_where_sigmoid_then_bce_saturates():
     clamped = F.binary_cross_entropy(
         torch.sigmoid(logits), x, reduction="sum"
     ).item()
-    assert (
-        clamped == 200.0
-    )  # sigmoid + BCE clamps log(0) to -100 and under-reports the loss
+    # sigmoid + BCE clamps log(0) to -100 and under-reports the loss
+    assert clamped == 200.0
 
 
 def test_vae_loss_is_per_image_and_beta_weights_only_the_kl():
@@ -109,9 +107,10 @@ def test_free_bits_charge_a_floor_per_dimension_and_stop_its_gradient():
     ).requires_grad_()
     logvar = torch.zeros(32, 4, dtype=torch.float64, requires_grad=True)
     q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
+    # (4,)
     kl_dims = torch.distributions.kl_divergence(
         q, torch.distributions.Normal(0.0, 1.0)
-    ).mean(0)  # (4,)
+    ).mean(0)
     lam = 0.2
     penalty = vaelib.losses.free_bits_kl(mu, logvar, lam)
     assert penalty.shape == (32,)
@@ -120,12 +119,8 @@ def test_free_bits_charge_a_floor_per_dimension_and_stop_its_gradient():
     )
     penalty.mean().backward()
     below = (kl_dims < lam).tolist()
-    assert below == [
-        False,
-        True,
-        False,
-        True,
-    ]  # the test needs dimensions on both sides
+    # the test needs dimensions on both sides
+    assert below == [False, True, False, True]
     for j, is_below in enumerate(below):
         assert (mu.grad[:, j].abs().max() == 0) == is_below
     terms = vaelib.vae_loss(
@@ -136,6 +131,5 @@ def test_free_bits_charge_a_floor_per_dimension_and_stop_its_gradient():
         beta=1.0,
         free_bits=lam,
     )
-    assert torch.allclose(
-        terms.kl, vaelib.gaussian_kl(mu, logvar)
-    )  # the reported KL stays the true KL
+    # the reported KL stays the true KL
+    assert torch.allclose(terms.kl, vaelib.gaussian_kl(mu, logvar))

@@ -16,7 +16,8 @@ from vaelib import (
 
 def test_seed_architecture_has_470_804_parameters():
     assert count_parameters(VAE(VAEConfig())) == 470_804
-    # 784-256-128-(2+2) encoder, 2-128-256-784 decoder, 4 batch norms of 2 parameters per unit
+    # 784-256-128-(2+2) encoder, 2-128-256-784 decoder, 4 batch norms of 2
+    # parameters per unit
     linear = (
         (784 * 256 + 256)
         + (256 * 128 + 128)
@@ -33,10 +34,9 @@ def test_shapes_of_one_batch():
     model = VAE(VAEConfig(latent_dim=3)).eval()
     x = torch.rand(5, 1, 28, 28)
     out = model(x)
-    assert out.logits.shape == (
-        5,
-        784,
-    ) and out.mu.shape == out.logvar.shape == out.z.shape == (5, 3)
+    assert (out.logits.shape == (5, 784)) and (
+        out.mu.shape == out.logvar.shape == out.z.shape == (5, 3)
+    )
     assert model.decode(out.z).shape == (5, 1, 28, 28)
     assert torch.equal(
         model(
@@ -52,8 +52,8 @@ def test_shapes_of_one_batch():
 def test_wrong_input_shape_raises_a_clear_error(shape):
     with pytest.raises(ValueError) as err:
         VAE().eval()(torch.rand(*shape))
-    assert f"got {shape}" in str(err.value) and "(B, 1, 28, 28)" in str(
-        err.value
+    assert (f"got {shape}" in str(err.value)) and (
+        "(B, 1, 28, 28)" in str(err.value)
     )
 
 
@@ -83,16 +83,14 @@ def test_gradients_flow_to_mu_and_logvar():
     eps = torch.randn(1, 2, generator=torch.Generator().manual_seed(0))
     sigma = (0.5 * logvar.detach()).exp()
     torch.testing.assert_close(mu.grad, 2 * z.detach())  # dz/dmu = 1
-    torch.testing.assert_close(
-        logvar.grad, 2 * z.detach() * 0.5 * sigma * eps
-    )  # dz/dlogvar = sigma eps / 2
+    # dz/dlogvar = sigma eps / 2
+    torch.testing.assert_close(logvar.grad, 2 * z.detach() * 0.5 * sigma * eps)
 
 
 def test_mean_images_are_grey_and_samples_are_bernoulli_draws_from_them():
     model = VAE().eval()
-    with (
-        torch.no_grad()
-    ):  # pixel means spread over (0, 1) instead of all near 0.5
+    # pixel means spread over (0, 1) instead of all near 0.5
+    with torch.no_grad():
         model.to_logits.bias.copy_(torch.linspace(-4, 4, 784))
     means = torch.cat(
         [
@@ -108,11 +106,10 @@ def test_mean_images_are_grey_and_samples_are_bernoulli_draws_from_them():
         and 0 < means.min()
         and means.max() < 1
     )
-    assert set(draws.unique().tolist()) == {
-        0.0,
-        1.0,
-    }  # a draw from p(x|z) is black and white
-    # same generator state -> same codes: each draw is Bernoulli(its own mean image)
+    # a draw from p(x|z) is black and white
+    assert set(draws.unique().tolist()) == {0.0, 1.0}
+    # same generator state -> same codes: each draw is Bernoulli(its own mean
+    # image)
     se = (means * (1 - means)).sum().sqrt() / means.numel()
     assert abs((draws - means).mean()) < 4 * se
     dark, light = means < 0.1, means > 0.9
@@ -123,9 +120,8 @@ def test_training_flops_match_pytorchs_own_count():
     from torch.utils.flop_counter import FlopCounterMode
 
     model = VAE(VAEConfig()).train()
-    x = torch.rand(
-        64, 1, 28, 28
-    )  # an input that needs no gradient, as in training
+    # an input that needs no gradient, as in training
+    x = torch.rand(64, 1, 28, 28)
     with FlopCounterMode(display=False) as counter:
         out = model(x)
         out.logits.sum().backward()
@@ -133,8 +129,8 @@ def test_training_flops_match_pytorchs_own_count():
     assert (
         counter.get_total_flops() / 64
         == train_flops_per_image(model)
-        == 2_404_864
-    )  # the issue's "about 2.40 MFLOP"
+        == 2_404_864  # the issue's "about 2.40 MFLOP"
+    )
 
 
 def test_conditional_model_appends_one_hot_labels():
@@ -142,9 +138,10 @@ def test_conditional_model_appends_one_hot_labels():
         VAE(VAEConfig(batch_norm=False)),
         VAE(VAEConfig(batch_norm=False, num_classes=10)),
     )
+    # first layer of each side
     assert (
         count_parameters(cond) - count_parameters(plain) == 10 * 256 + 10 * 128
-    )  # first layer of each side
+    )
     x, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 3, 9, 3])
     out = cond.eval()(x, y)
     assert out.logits.shape == (4, 784) and out.mu.shape == (4, 2)
@@ -172,17 +169,20 @@ def test_unconditional_model_refuses_labels():
 
 
 def test_a_cpu_generator_drives_a_model_on_another_device(monkeypatch):
-    """seed_everything returns a CPU generator; with a model on a GPU every draw must happen on the
-    generator's device (PyTorch refuses a CPU generator for GPU draws). The 'meta' device stands in
-    for the GPU: it does not check generators, so a spy records where each draw is made."""
+    """Every draw happens on the generator's device, not the model's.
+
+    seed_everything returns a CPU generator; with a model on a GPU every draw
+    must happen on the generator's device (PyTorch refuses a CPU generator for
+    GPU draws). The 'meta' device stands in for the GPU: it does not check
+    generators, so a spy records where each draw is made.
+    """
     seen = []
 
     def spy(draw):
         def drawn(*args, generator=None, device=None, **kwargs):
             if generator is not None:
-                where = (
-                    device if device is not None else args[0].device
-                )  # bernoulli/multinomial: input's
+                # bernoulli/multinomial: input's
+                where = device if device is not None else args[0].device
                 seen.append((draw.__name__, torch.device(where).type))
             return draw(
                 *args,
@@ -209,6 +209,6 @@ def test_a_cpu_generator_drives_a_model_on_another_device(monkeypatch):
         vaelib.likelihoods.dequantize(x, generator, check=False).device.type
         == "meta"
     )
-    assert {name for name, _ in seen} == {"randn", "rand"} and {
-        where for _, where in seen
-    } == {"cpu"}
+    assert ({name for name, _ in seen} == {"randn", "rand"}) and (
+        {where for _, where in seen} == {"cpu"}
+    )

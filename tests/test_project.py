@@ -1,4 +1,7 @@
-"""Repository hygiene: notebooks, Colab cells, table of contents, pins and the CI command."""
+"""Repository hygiene.
+
+Notebooks, Colab cells, the table of contents, pins and the CI command.
+"""
 
 import json
 import os
@@ -36,7 +39,8 @@ def test_notebook_is_committed_without_outputs(path):
         if c["cell_type"] == "code" and (c["outputs"] or c["execution_count"])
     ]
     assert not dirty, (
-        f"{path.name}: cells {dirty} have outputs; clear them before committing"
+        f"{path.name}: cells {dirty} have outputs; "
+        "clear them before committing"
     )
 
 
@@ -47,14 +51,19 @@ def test_first_cell_installs_vaelib_in_colab_from_the_configured_repository(
     first = cells(path)[0]
     text = source(first)
     url = CONFIG["repository"]["url"]
-    assert first["cell_type"] == "code" and "remove-cell" in first[
-        "metadata"
-    ].get("tags", [])
+    assert (first["cell_type"] == "code") and (
+        "remove-cell" in first["metadata"].get("tags", [])
+    )
     assert 'if "google.colab" in sys.modules:' in text
     installs = re.findall(r"%pip install .*", text)
-    assert (
-        installs[0] == f'%pip install --quiet --no-deps "vaelib @ git+{url}"'
-    ), installs
+    # vaelib at the release tag the book is built from (tests/test_publish.py)
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "version"
+    ]
+    assert f'requirement = "vaelib @ git+{url}@v{version}"\n' in text, text
+    assert installs[0] == '%pip install --quiet --no-deps "{requirement}"', (
+        installs
+    )
     pins = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "dependencies"
     ]
@@ -128,7 +137,9 @@ def test_a_skipped_test_fails_under_ci(tmp_path):
     for helper in ("conftest.py", "book_stamp.py"):
         (tmp_path / helper).write_text((ROOT / "tests" / helper).read_text())
     (tmp_path / "test_needs_a_browser.py").write_text(
-        "import pytest\n\ndef test_browser():\n    pytest.skip('Chromium is not installed')\n"
+        "import pytest\n\n"
+        "def test_browser():\n"
+        "    pytest.skip('Chromium is not installed')\n"
     )
     command = [
         sys.executable,
@@ -154,7 +165,9 @@ def test_a_skipped_test_fails_under_ci(tmp_path):
 def test_make_refuses_another_python_with_a_clear_message(tmp_path):
     fake = tmp_path / "python3.9"
     fake.write_text(
-        '#!/bin/sh\n[ "$1" = "--version" ] && echo "Python 3.9.18" && exit 0\nexit 1\n'
+        "#!/bin/sh\n"
+        '[ "$1" = "--version" ] && echo "Python 3.9.18" && exit 0\n'
+        "exit 1\n"
     )
     fake.chmod(0o755)
     out = subprocess.run(

@@ -1,10 +1,11 @@
-"""No measured number is typed into a chapter's prose: the code prints it or glues it.
+"""No measured number is typed into a chapter's prose.
 
-The scan reads every Markdown cell and every figure caption of every chapter, drops what is not
-prose (maths, code, MyST roles such as {glue} and {cite}, list numbers), and fails on any number
-that is left, unless it is part of a phrase in ALLOWED. Numbers a chapter measures belong in
-its code's output or in a `{glue}` role; design constants come from `vaelib.book` or the config
-and are glued or printed the same way.
+The code prints it or glues it. The scan reads every Markdown cell and every
+figure caption of every chapter, drops what is not prose (maths, code, MyST
+roles such as {glue} and {cite}, list numbers), and fails on any number that is
+left, unless it is part of a phrase in ALLOWED. Numbers a chapter measures
+belong in its code's output or in a `{glue}` role; design constants come from
+`vaelib.book` or the config and are glued or printed the same way.
 """
 
 import json
@@ -16,15 +17,25 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
-# Phrases that keep a typed number, each with the reason it may stay. Facts of the data set or of
-# mathematics, not measurements and not the book's own design choices.
+# Phrases that keep a typed number, each with the reason it may stay. Facts of
+# the data set or of mathematics, not measurements and not the book's own
+# design choices.
 ALLOWED = {
     r"28 × 28": "MNIST's image size, a property of the data set",
-    r"20 × 20": "the box MNIST's digits were fitted into, a property of the data set",
-    r"60,000 training and 10,000 test": "MNIST's split sizes, fixed by the data set",
+    r"20 × 20": (
+        "the box MNIST's digits were fitted into, a property of the data set"
+    ),
+    r"60,000 training and 10,000 test": (
+        "MNIST's split sizes, fixed by the data set"
+    ),
     r"\b8-bit\b": "the data sets' pixel format",
-    r"\b[123]-D\b": "the dimension of a plot or of a toy space, not a measurement",
-    r"\blatent[- ](?:2|10|20)\b": "names of the book's models by latent size, vaelib.book.LATENT_SIZES (checked below)",
+    r"\b[123]-D\b": (
+        "the dimension of a plot or of a toy space, not a measurement"
+    ),
+    r"\blatent[- ](?:2|10|20)\b": (
+        "names of the book's models by latent size, "
+        "vaelib.book.LATENT_SIZES (checked below)"
+    ),
     r"\bexercise \d\b": "a reference to another exercise of the same chapter",
 }
 
@@ -53,7 +64,7 @@ def prose(text: str) -> str:
 
 
 def typed_numbers(text: str) -> list[str]:
-    """Numbers left in the prose of `text` once the allowed phrases are taken out."""
+    """Numbers left in `text`'s prose once the allowed phrases are removed."""
     text = prose(text)
     for phrase in ALLOWED:
         text = re.sub(phrase, " ", text)
@@ -61,7 +72,7 @@ def typed_numbers(text: str) -> list[str]:
 
 
 def prose_cells(path: Path) -> list[tuple[str, str]]:
-    """(where, text) for each Markdown cell and each figure caption of a notebook."""
+    """(where, text) per Markdown cell and per figure caption of a notebook."""
     out = []
     for i, cell in enumerate(json.loads(path.read_text())["cells"]):
         if cell["cell_type"] == "markdown":
@@ -80,17 +91,18 @@ def test_no_number_is_typed_into_the_prose(path):
         for n in typed_numbers(text)
     ]
     assert not found, (
-        f"{path.name}: numbers typed into the prose {found}. Print or glue them from "
-        f"the code (myst-nb glue), or take design constants from vaelib.book."
+        f"{path.name}: numbers typed into the prose {found}. Print or glue "
+        f"them from the code (myst-nb glue), or take design constants from "
+        f"vaelib.book."
     )
 
 
 def test_the_typed_latent_sizes_are_the_books():
     from vaelib import book
 
-    assert book.LATENT_SIZES == (2, 10, 20) and set(
-        book.RECIPE_LATENTS
-    ) <= set(book.LATENT_SIZES)
+    assert (book.LATENT_SIZES == (2, 10, 20)) and (
+        set(book.RECIPE_LATENTS) <= set(book.LATENT_SIZES)
+    )
 
 
 def test_every_allowed_phrase_is_used_and_has_a_reason():

@@ -32,9 +32,8 @@ def test_log_marginal_is_elbo_plus_kl_to_the_posterior_for_any_q():
     torch.testing.assert_close(
         identity, MODEL.log_marginal(X), rtol=0, atol=1e-12
     )
-    assert torch.all(
-        MODEL.elbo(X, mu, logvar) < MODEL.log_marginal(X)
-    )  # a strict bound away from the posterior
+    # a strict bound away from the posterior
+    assert torch.all(MODEL.elbo(X, mu, logvar) < MODEL.log_marginal(X))
 
 
 def test_elbo_is_tight_at_the_exact_posterior():
@@ -76,7 +75,7 @@ def test_closed_form_elbo_matches_monte_carlo():
     assert abs(samples.mean() - closed) < 4 * samples.std() / math.sqrt(n)
 
 
-def test_both_gradient_estimators_are_unbiased_and_reparam_has_lower_variance():
+def test_both_gradient_estimators_are_unbiased_and_reparam_has_lower_variance():  # noqa: E501
     def f(z):
         return (z - 2.0) ** 2  # E_q f = (mu - 2)^2 + var
 

@@ -1,4 +1,7 @@
-"""Training on a small real subset of MNIST: learning, determinism, resume, checkpoints, errors."""
+"""Training on a small real subset of MNIST.
+
+Learning, determinism, resume, checkpoints, errors.
+"""
 
 import pandas as pd
 import pytest
@@ -32,17 +35,14 @@ def test_training_lowers_validation_neg_elbo(small, tiny_config, tmp_path):
     before = vaelib.evaluate(model, small.val.images)["neg_elbo"]
     result = fit(model, small, tiny_config, run_dir=tmp_path, progress=False)
     after = vaelib.evaluate(model, small.val.images)["neg_elbo"]
-    assert before > 500 and after < 250, (
-        before,
-        after,
-    )  # starts near 784 log 2, learns fast
+    # starts near 784 log 2, learns fast
+    assert before > 500 and after < 250, (before, after)
     assert (
         result.history["val_loss"].iloc[-1]
         < result.history["val_loss"].iloc[0] - 20
     )
-    assert after == pytest.approx(
-        result.best_val_loss, abs=1e-3
-    )  # the model holds the best weights
+    # the model holds the best weights
+    assert after == pytest.approx(result.best_val_loss, abs=1e-3)
     csv = pd.read_csv(tmp_path / "metrics.csv")
     pd.testing.assert_frame_equal(
         csv, result.history, check_exact=False, rtol=1e-6
@@ -96,9 +96,8 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(
             on_epoch_end=interrupt_after_epoch_2,
         )
     assert load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 2
-    resumed_model = build_model(
-        config
-    )  # a fresh process would start from fresh weights
+    # a fresh process would start from fresh weights
+    resumed_model = build_model(config)
     resumed = fit(
         resumed_model,
         small,
@@ -229,9 +228,9 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         atomic_write(path, crash)
-    assert path.read_text() == "old" and [
-        p.name for p in tmp_path.iterdir()
-    ] == ["metrics.csv"]
+    assert (path.read_text() == "old") and (
+        [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]
+    )
 
 
 def test_train_or_load_trains_once_then_loads(
@@ -265,7 +264,10 @@ def test_train_or_load_trains_once_then_loads(
 def test_train_or_load_makes_a_second_caller_wait_and_load(
     small, tiny_config, tmp_path, monkeypatch
 ):
-    """Two kernels asking for the same model at once: one trains, the other waits for it and loads."""
+    """Two kernels ask for the same model at once.
+
+    One trains, the other waits for it and loads.
+    """
     import threading
 
     calls, real_fit = [], vaelib.cache.fit
@@ -292,13 +294,9 @@ def test_train_or_load_makes_a_second_caller_wait_and_load(
 
 def test_kl_warmup_ramps_the_weight_linearly_then_holds_beta(tiny_config):
     config = tiny_config.replace(beta=2.0, kl_warmup=4)
-    assert [vaelib.train.kl_weight(config, e) for e in (0, 1, 2, 4, 7)] == [
-        0.0,
-        0.5,
-        1.0,
-        2.0,
-        2.0,
-    ]
+    assert [vaelib.train.kl_weight(config, e) for e in (0, 1, 2, 4, 7)] == (
+        [0.0, 0.5, 1.0, 2.0, 2.0]
+    )
     assert vaelib.train.kl_weight(tiny_config.replace(beta=3.0), 0) == 3.0
 
 
@@ -310,7 +308,8 @@ def test_kl_warmup_lowers_the_kl_weight_in_the_first_epochs(
     )
     history = fit(build_model(config), small, config, progress=False).history
     first = history.iloc[0]
-    # the reported training loss uses the ramped weight (below 1 all through epoch 1) ...
+    # the reported training loss uses the ramped weight (below 1 all through
+    # epoch 1) ...
     assert first.train_loss < first.train_recon + 0.75 * first.train_kl
     # ... while validation scores the full objective
     assert history.val_loss.tolist() == pytest.approx(

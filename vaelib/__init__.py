@@ -1,5 +1,8 @@
 """vaelib: the small library behind the vae-book chapters."""
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _installed_version
+
 from . import (
     anomaly,
     book,
@@ -82,8 +85,12 @@ from .plots import (
     plot_reconstructions,
     plot_training_curves,
     show_images,
+    use_book_theme,
 )
 from .repro import seed_everything
 from .train import FitResult, TrainingDivergedError, fit
 
-__version__ = "0.1.0"
+try:  # the one place the version lives is pyproject.toml
+    __version__ = _installed_version("vaelib")
+except PackageNotFoundError:  # imported from a checkout, not installed
+    __version__ = "unknown"

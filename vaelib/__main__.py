@@ -1,4 +1,4 @@
-"""`python -m vaelib [--jobs N] [--list]`: train the book's models that are not cached yet."""
+"""`python -m vaelib [--jobs N] [--list]`: train the uncached book models."""
 
 from .book import main
 

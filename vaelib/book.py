@@ -1,8 +1,10 @@
-"""The models the chapters share: each is trained once per build and loaded everywhere else.
+"""The models the chapters share: trained once, loaded everywhere else.
 
-`models()` lists every cached model a chapter loads. `python -m vaelib` trains the ones not
-cached yet, several at a time: on a CPU, one single-threaded process per core trains these small
-MLPs faster than one process using every core (`bench/parallel_models.py` measures by how much).
+`models()` lists every cached model a chapter loads. `python -m vaelib` trains
+the ones not cached yet, several at a time: on a CPU, one single-threaded
+process per core trains these small MLPs faster than one process using every
+core (`bench/parallel_models.py` measures by how much). `python -m vaelib
+--list` says which are cached.
 `make models` runs it before the book and the tests.
 """
 
@@ -19,81 +21,84 @@ from pathlib import Path
 import torch
 
 from .cache import is_cached, run_dir_for, train_or_load
-from .config import (
-    LIKELIHOODS,
-    VAEConfig,
-)  # LIKELIHOODS: the likelihoods chapter compares all of them
+
+# LIKELIHOODS: the likelihoods chapter compares all of them
+from .config import LIKELIHOODS, VAEConfig
 from .data import Splits, load_mnist, without_labels
 
-SEEDS = (
-    0,
-    1,
-    2,
-)  # every comparison of designs trains each one with these seeds and shows mean ± sd
-SHORT_EPOCHS = (
-    12  # most of the book's models train for a fifth of the recipe's epochs
-)
-SEED = VAEConfig(
-    epochs=SHORT_EPOCHS
-)  # the design the book grew from (BN + dropout, plateau LR), short budget
-RECIPE = (
-    VAEConfig.recommended()
-)  # the book's recipe at latent 2 (see the appendix "How fast is this?")
-LATENT_SIZES = (
-    2,
-    10,
-    20,
-)  # the latent sizes the training and latent-space chapters compare (short budget)
-RECIPE_LATENTS = (
-    2,
-    20,
-)  # the latent sizes of the full-budget recipe models later chapters load
+# every comparison of designs trains each one with these seeds: mean ± sd
+SEEDS = (0, 1, 2)
+# most of the book's models train for a fifth of the recipe's epochs
+SHORT_EPOCHS = 12
+# the design the book grew from (BN + dropout, plateau LR), short budget
+SEED = VAEConfig(epochs=SHORT_EPOCHS)
+# the book's recipe at latent 2 (see the appendix "How fast is this?")
+RECIPE = VAEConfig.recommended()
+# the latent sizes the training and latent-space chapters compare (short run)
+LATENT_SIZES = (2, 10, 20)
+# the latent sizes of the full-budget recipe models later chapters load
+RECIPE_LATENTS = (2, 20)
 BETAS = (0.1, 0.5, 1.0, 2.0, 4.0, 8.0)  # the beta-VAE chapter's sweep
-SWEEP_LATENT = (
-    10  # latent size of the sweep: room for some dimensions to switch off
-)
-COLLAPSE_BETA = 4.0  # the sweep's beta whose collapsed dimensions the evaluation chapter revives
+# latent size of the sweep: room for some dimensions to switch off
+SWEEP_LATENT = 10
+# the sweep's beta whose collapsed dimensions the evaluation chapter revives
+COLLAPSE_BETA = 4.0
 FREE_BITS = 0.5  # nats per dimension the free-bits mitigation leaves free
-KL_WARMUP = (
-    SHORT_EPOCHS // 2
-)  # epochs of the KL warm-up mitigation (half the run)
-HELD_OUT_DIGIT = (
-    8  # the applications chapter trains a model that never saw this digit
-)
+# epochs of the KL warm-up mitigation (half the run)
+KL_WARMUP = SHORT_EPOCHS // 2
+# the applications chapter trains a model that never saw this digit
+HELD_OUT_DIGIT = 8
 CONDITIONAL_LATENT = 2  # the conditional VAE's z only has to carry style
-LEAK_IMAGES = 2000  # the training chapter's leak demonstration overfits this many training images ...
+# the training chapter's leak demonstration overfits this many images ...
+LEAK_IMAGES = 2000
 LEAK_EPOCHS = 80  # ... for this many epochs at a constant learning rate
 LEAK_SET = 500  # test images per evaluation set in the leak demonstration
-IWAE_SAMPLES = (
-    1,
-    10,
-    100,
-    1000,
-)  # the evaluation chapter's importance-sample counts k
+# the evaluation chapter's importance-sample counts k
+IWAE_SAMPLES = (1, 10, 100, 1000)
 IWAE_IMAGES = 1000  # test images the chapter's IWAE estimates average over
-GAP_SAMPLES = 100  # importance samples per image when the ELBO gap is compared across seeds
-MIXED_IMAGES = 10_000  # the architecture chapter trains on this many images with mixed loss reductions ...
+# importance samples per image when the ELBO gap is compared across seeds
+GAP_SAMPLES = 100
+# the architecture chapter trains on this many images with mixed loss
+# reductions ...
+MIXED_IMAGES = 10_000
 MIXED_EPOCHS = 3  # ... for this many epochs
 KNN_K = 5  # neighbours that vote in the k-NN classifiers on latent codes
-JUDGED_PER_DIGIT = 500  # conditional samples per requested digit that the k-NN judge classifies
-MEMORY_SAMPLES = 1000  # generated images checked for memorisation in the latent-space chapter
-EXPLORER_SLIDERS = 6  # sliders of the applications chapter's drawing explorer: its most active dimensions
-PAGE_BYTES = 1_500_000  # each book page that embeds an explorer stays below this size, figures included
-TRAVERSAL_LIMIT = 2.5  # the beta-VAE chapter's traversals sweep -LIMIT..LIMIT prior standard deviations ...
+# conditional samples per requested digit that the k-NN judge classifies
+JUDGED_PER_DIGIT = 500
+# generated images checked for memorisation in the latent-space chapter
+MEMORY_SAMPLES = 1000
+# sliders of the applications chapter's drawing explorer (its most active
+# dimensions)
+EXPLORER_SLIDERS = 6
+# each book page that embeds an explorer stays below this size, figures
+# included
+PAGE_BYTES = 1_500_000
+# the beta-VAE chapter's traversals sweep -LIMIT..LIMIT prior standard
+# deviations ...
+TRAVERSAL_LIMIT = 2.5
 TRAVERSAL_STEPS = 9  # ... in this many steps
-SCATTER_LIMIT = (
-    4.0  # axis range of the beta-VAE chapter's latent scatter plots
-)
-COLLAPSED_KL = 0.01  # nats: a latent dimension with less KL than this carries (almost) nothing
-TIMING_NOISE = 0.1  # epoch-time ratios within this of 1 are read as no difference (runs vary by several %)
-LIKELIHOOD_LATENT = 20  # the likelihoods chapter's models: the recipe at this latent size, short budget
-LOGISTIC_COMPONENTS = (
-    2  # logistics mixed per pixel by the discretized-logistic models
-)
-TARGET_BITS_PER_DIM = 1.55  # what the likelihoods chapter's best model must reach (IWAE) on 8-bit test digits
-# Published bits/dim on the 8-bit (dequantized) MNIST test set: (value, what the model is, bib key).
-# Flows' numbers as printed in FFJORD's Table 2 (Grathwohl et al., 2019), which lists Real NVP, Glow
-# and MAF on MNIST without saying who ran them; FFJORD's 0.99 is its multiscale model. i-ResNet from
+# the beta-VAE chapter's pair plot: this many dimensions, this many digits
+PAIR_DIMS = 4
+PAIR_POINTS = 2000
+# axis range of the beta-VAE chapter's latent scatter plots
+SCATTER_LIMIT = 4.0
+# nats: a latent dimension with less KL than this carries (almost) nothing
+COLLAPSED_KL = 0.01
+# epoch-time ratios within this of 1 are read as no difference (runs vary by
+# several %)
+TIMING_NOISE = 0.1
+# the likelihoods chapter's models: the recipe at this latent size, short
+# budget
+LIKELIHOOD_LATENT = 20
+# logistics mixed per pixel by the discretized-logistic models
+LOGISTIC_COMPONENTS = 2
+# what the likelihoods chapter's best model must reach (IWAE) on 8-bit test
+# digits
+TARGET_BITS_PER_DIM = 1.55
+# Published bits/dim on the 8-bit (dequantized) MNIST test set: (value, what
+# the model is, bib key). Flows' numbers as printed in FFJORD's Table 2
+# (Grathwohl et al., 2019), which lists Real NVP, Glow and MAF on MNIST without
+# saying who ran them; FFJORD's 0.99 is its multiscale model. i-ResNet from
 # its own paper (Behrmann et al., 2019).
 PUBLISHED_BITS_PER_DIM = {
     "FFJORD (multiscale)": (
@@ -106,13 +111,11 @@ PUBLISHED_BITS_PER_DIM = {
     "i-ResNet": (1.06, "flow, its own paper", "behrmann2019invertible"),
     "MAF": (1.89, "flow, FFJORD's Table 2", "papamakarios2017masked"),
 }
-EQUIVALENCE_IMAGES = (
-    10_000  # the sigma-vs-beta run trains on this many images ...
-)
+# the sigma-vs-beta run trains on this many images ...
+EQUIVALENCE_IMAGES = 10_000
 EQUIVALENCE_EPOCHS = 2  # ... for this many epochs
-EQUIVALENCE_ADAM_EPS = (
-    1e-12  # ... once with this negligible Adam epsilon, once with the default
-)
+# ... once with this negligible Adam epsilon, once with the default
+EQUIVALENCE_ADAM_EPS = 1e-12
 
 
 def recipe(latent_dim: int = 2, **changes) -> VAEConfig:
@@ -121,7 +124,7 @@ def recipe(latent_dim: int = 2, **changes) -> VAEConfig:
 
 
 def ablation(batch_norm: bool, dropout: bool, seed: int = 0) -> VAEConfig:
-    """The seed design with batch norm and/or dropout switched off (the architecture chapter's ablation)."""
+    """The seed design without batch norm and/or dropout (the ablation)."""
     return SEED.replace(
         batch_norm=batch_norm,
         dropout=SEED.dropout if dropout else 0.0,
@@ -130,14 +133,14 @@ def ablation(batch_norm: bool, dropout: bool, seed: int = 0) -> VAEConfig:
 
 
 def beta_vae(beta: float, **changes) -> VAEConfig:
-    """One model of the beta sweep: the recipe at latent SWEEP_LATENT, SHORT_EPOCHS epochs."""
+    """One model of the beta sweep: the recipe at SWEEP_LATENT, short run."""
     return recipe(
         SWEEP_LATENT, epochs=SHORT_EPOCHS, beta=float(beta), **changes
     )
 
 
 def mitigated(method: str, seed: int = 0) -> VAEConfig:
-    """The sweep's COLLAPSE_BETA model trained with a collapse mitigation: "free_bits" or "kl_warmup"."""
+    """The sweep's COLLAPSE_BETA model with free_bits or kl_warmup."""
     if method == "free_bits":
         return beta_vae(COLLAPSE_BETA, free_bits=FREE_BITS, seed=seed)
     if method == "kl_warmup":
@@ -148,22 +151,26 @@ def mitigated(method: str, seed: int = 0) -> VAEConfig:
 
 
 def conditional(seed: int = 0) -> VAEConfig:
-    """The conditional VAE of the applications chapter (labels in, latent CONDITIONAL_LATENT)."""
+    """The applications chapter's conditional VAE (labels in, small latent)."""
     return recipe(
         CONDITIONAL_LATENT, epochs=SHORT_EPOCHS, num_classes=10, seed=seed
     )
 
 
 def held_out(seed: int = 0) -> VAEConfig:
-    """The applications chapter's latent-20 model at the short budget: trained without HELD_OUT_DIGIT
-    (see `BookModel.exclude`) and, as the control, on every digit."""
+    """The applications chapter's latent-20 model at the short budget.
+
+    Trained without HELD_OUT_DIGIT (see `BookModel.exclude`) and, as the
+    control, on every digit.
+    """
     return recipe(20, epochs=SHORT_EPOCHS, seed=seed)
 
 
 def likelihood_model(likelihood: str, seed: int = 0) -> VAEConfig:
-    """The likelihoods chapter's model with this p(x|z): the recipe at LIKELIHOOD_LATENT, short budget.
+    """The likelihoods chapter's model with this p(x|z), short budget.
 
-    The Bernoulli one is the applications chapter's all-digits control (the same config).
+    The recipe at LIKELIHOOD_LATENT. The Bernoulli one is the applications
+    chapter's all-digits control (the same config).
     """
     components = (
         LOGISTIC_COMPONENTS if likelihood == "discretized_logistic" else 1
@@ -178,21 +185,22 @@ def likelihood_model(likelihood: str, seed: int = 0) -> VAEConfig:
 
 
 def fashion() -> VAEConfig:
-    """A model of Fashion-MNIST (its own training split) for the reverse anomaly test."""
+    """A Fashion-MNIST model (its own training split): reverse anomaly test."""
     return recipe(20, epochs=SHORT_EPOCHS)
 
 
 @dataclass(frozen=True)
 class BookModel:
-    """A model some chapter loads: its config, its dataset and which classes its training data leaves out."""
+    """A model some chapter loads: config, dataset and the classes left out."""
 
     name: str
     config: VAEConfig
     exclude: tuple[int, ...] = ()
-    dataset: str = "MNIST"  # or "FashionMNIST", split the same way (train / validation / test)
+    # or "FashionMNIST", split the same way (train / validation / test)
+    dataset: str = "MNIST"
 
     def splits(self, mnist: Splits | None = None) -> Splits:
-        """The data this model trains on (`mnist`: the full MNIST splits, if already loaded)."""
+        """The data it trains on (`mnist`: MNIST's splits, if given)."""
         if self.dataset != "MNIST":
             return load_mnist(self.config.val_size, name=self.dataset)
         mnist = (
@@ -202,26 +210,29 @@ class BookModel:
 
     @property
     def cost(self) -> float:
-        """Rough training time in full-MNIST recipe epochs (batch norm and dropout cost ~1.4x)."""
+        """Rough training time in full-MNIST recipe epochs.
+
+        Batch norm and dropout cost about 1.4x.
+        """
         per_epoch = (
             1.4 if self.config.batch_norm or self.config.dropout else 1.0
         )
-        if (
-            self.config.likelihood != "bernoulli"
-        ):  # wider output layers, dearer losses (~1.7x; 4x mixed)
+        # wider output layers, dearer losses (~1.7x; 4x mixed)
+        if self.config.likelihood != "bernoulli":
             per_epoch = 4.0 if self.config.components > 1 else 1.7
         return self.config.epochs * per_epoch
 
 
 def models() -> list[BookModel]:
-    """Every cached model the chapters load, in the order the book first uses them."""
+    """Every cached model the chapters load, in the book's order."""
+    # the seed design itself is the first of them
     entries = [
         BookModel(
             "seed"
             if (bn, do, s) == (True, True, 0)
             else f"ablation-bn{int(bn)}-dropout{int(do)}-seed{s}",
             ablation(bn, do, s),
-        )  # the seed design itself is the first of them
+        )
         for s in SEEDS
         for bn, do in (
             (True, True),
@@ -233,8 +244,9 @@ def models() -> list[BookModel]:
     entries += [
         BookModel(f"recipe-latent{n}", recipe(n)) for n in RECIPE_LATENTS
     ]
-    # the latent sizes compared at the short budget; two of them come from the beta sweep and the
-    # held-out control below (the same configs, so the same cached models)
+    # the latent sizes compared at the short budget; two of them come from
+    # the beta sweep and the held-out control below (the same configs, so
+    # the same cached models)
     entries += [
         BookModel(
             f"recipe-latent{n}-short-seed{s}",
@@ -258,6 +270,7 @@ def models() -> list[BookModel]:
         BookModel(f"conditional-seed{s}", conditional(s)) for s in SEEDS
     ]
     for s in SEEDS:
+        # same budget, every digit: the control
         entries += [
             BookModel(
                 f"without-{HELD_OUT_DIGIT}-seed{s}",
@@ -265,7 +278,7 @@ def models() -> list[BookModel]:
                 (HELD_OUT_DIGIT,),
             ),
             BookModel(f"all-digits-short-seed{s}", held_out(s)),
-        ]  # same budget, every digit: the control
+        ]
     entries += [
         BookModel(
             f"{name.replace('_', '-')}-seed{s}", likelihood_model(name, s)
@@ -279,7 +292,7 @@ def models() -> list[BookModel]:
 
 
 def available_cores() -> int:
-    """CPU cores this process may use: its affinity mask, capped by a cgroup (container) CPU quota."""
+    """CPU cores this process may use: affinity, capped by a cgroup quota."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
@@ -296,7 +309,7 @@ def available_cores() -> int:
 def _train_one(
     job: tuple[BookModel, str | None, int],
 ) -> tuple[str, float, bool]:
-    """Train (or load) one model in a worker process limited to `threads` threads: (name, s, trained)."""
+    """Train (or load) one model with `threads` threads: (name, s, trained)."""
     entry, cache_dir, threads = job
     torch.set_num_threads(threads)
     tic = time.perf_counter()
@@ -306,45 +319,47 @@ def _train_one(
     return entry.name, time.perf_counter() - tic, result.trained
 
 
+def cached_status(
+    entries: list[BookModel] | None = None,
+    cache_dir: str | Path | None = None,
+) -> list[tuple[BookModel, Path, bool]]:
+    """(model, its cache folder, whether it is cached and intact) per entry."""
+    entries = models() if entries is None else entries
+    mnist, rows = {}, []
+    for entry in entries:
+        size = entry.config.val_size
+        if entry.dataset == "MNIST" and size not in mnist:
+            mnist[size] = load_mnist(size)
+        own = mnist.get(size) if entry.dataset == "MNIST" else None
+        run_dir = run_dir_for(entry.config, entry.splits(own), cache_dir)
+        # absent, unfinished or damaged all count as not cached
+        rows.append((entry, run_dir, is_cached(run_dir)))
+    return rows
+
+
 def train_missing(
     entries: list[BookModel] | None = None,
     jobs: int | None = None,
     cache_dir: str | Path | None = None,
     report=None,
 ) -> list[tuple[str, float, bool]]:
-    """Train every entry not cached yet, longest first, `jobs` at a time; (name, seconds, trained) per model.
+    """Train every entry not cached yet, longest first, `jobs` at a time.
 
-    report(k, n, name, seconds, trained) is called as each model finishes. A model another process
-    trained meanwhile is loaded, not trained again (`trained` is False).
+    Returns (name, seconds, trained) per model. report(k, n, name, seconds,
+    trained) is called as each model finishes. A model another process trained
+    meanwhile is loaded, not trained again (`trained` is False).
     """
-    entries = models() if entries is None else entries
-    mnist, missing = {}, []
-    for entry in entries:
-        if entry.dataset == "MNIST" and entry.config.val_size not in mnist:
-            mnist[entry.config.val_size] = load_mnist(entry.config.val_size)
-        splits = entry.splits(
-            mnist.get(entry.config.val_size)
-            if entry.dataset == "MNIST"
-            else None
-        )
-        if not is_cached(
-            run_dir_for(entry.config, splits, cache_dir)
-        ):  # absent, unfinished or damaged
-            missing.append(entry)
-    missing.sort(key=lambda e: -e.cost)
+    rows = cached_status(entries, cache_dir)
+    missing = sorted(
+        (entry for entry, _, cached in rows if not cached),
+        key=lambda e: -e.cost,
+    )
     cores = available_cores()
-    default = (
-        1 if torch.cuda.is_available() else cores
-    )  # one GPU: one model at a time
+    # one GPU: one model at a time
+    default = 1 if torch.cuda.is_available() else cores
     jobs = max(1, min(jobs or default, len(missing) or 1))
-    work = [
-        (
-            entry,
-            None if cache_dir is None else str(cache_dir),
-            max(1, cores // jobs),
-        )
-        for entry in missing
-    ]
+    folder = None if cache_dir is None else str(cache_dir)
+    work = [(entry, folder, max(1, cores // jobs)) for entry in missing]
     done = []
 
     def collect(results) -> None:
@@ -356,13 +371,80 @@ def train_missing(
     if jobs == 1:
         collect(map(_train_one, work))
         return done
-    with multiprocessing.get_context("spawn").Pool(
-        jobs
-    ) as pool:  # spawn: no forked OpenMP state
+    # spawn: no forked OpenMP state
+    with multiprocessing.get_context("spawn").Pool(jobs) as pool:
         collect(pool.imap_unordered(_train_one, work))
         pool.close()
         pool.join()
     return done
+
+
+def duration(seconds: float) -> str:
+    """A duration for people: '45 s', '12 min', '1 h 05 min'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+class Progress:
+    """One line per finished model: a bar over the work, k of N, time left.
+
+    The work is measured in `BookModel.cost` (recipe epochs), so the estimate
+    of the time left weighs a 60-epoch model five times a 12-epoch one.
+    """
+
+    WIDTH = 24
+
+    def __init__(self, missing: list[BookModel], clock=time.perf_counter):
+        self.cost = {entry.name: entry.cost for entry in missing}
+        self.total = sum(self.cost.values()) or 1.0
+        self.done, self.clock, self.start = 0.0, clock, clock()
+
+    def line(self, k: int, n: int, name: str, seconds: float, trained: bool):
+        """The line printed when model `name` (k of n) has finished."""
+        self.done += self.cost.get(name, 0.0)
+        fraction = min(1.0, self.done / self.total)
+        filled = round(self.WIDTH * fraction)
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        elapsed = self.clock() - self.start
+        what = "trained" if trained else "loaded (another process trained it)"
+        if k == n:
+            left = "done"
+        else:
+            left = f"about {duration(elapsed / fraction - elapsed)} left"
+        return (
+            f"[{bar}] {fraction:4.0%} {k}/{n} {what} {name} in "
+            f"{duration(seconds)}; {left}"
+        )
+
+
+def list_models(
+    entries: list[BookModel] | None = None,
+    cache_dir: str | Path | None = None,
+) -> str:
+    """A table of the book's models: name, dataset, cached or not, folder."""
+    rows = cached_status(entries, cache_dir)
+    lines = [f"{'model':30s} {'data':12s} {'cached':6s} folder"]
+    for entry, run_dir, cached in rows:
+        mark = "yes" if cached else "no"
+        lines.append(
+            f"{entry.name:30s} {entry.dataset:12s} {mark:6s} {run_dir.name}"
+        )
+    missing = [entry for entry, _, cached in rows if not cached]
+    folder = rows[0][1].parent if rows else cache_dir
+    lines.append(
+        f"{len(rows) - len(missing)} of {len(rows)} cached in {folder}; "
+        + (
+            f"`python -m vaelib` trains the other {len(missing)} "
+            f"({sum(e.cost for e in missing):.0f} recipe epochs of work)."
+            if missing
+            else "nothing to train."
+        )
+    )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -374,31 +456,36 @@ def main(argv: list[str] | None = None) -> None:
         "--jobs",
         type=int,
         default=None,
-        help="models trained at once (default: one per CPU core, or 1 with a GPU)",
+        help="models trained at once (default: one per CPU core; 1 on a GPU)",
     )
     parser.add_argument(
-        "--list", action="store_true", help="print the models and exit"
+        "--list",
+        action="store_true",
+        help="say which models are cached, train nothing",
     )
     args = parser.parse_args(argv)
     if args.jobs is not None and args.jobs < 1:
         parser.error(f"--jobs must be at least 1; got {args.jobs}")
     if args.list:
-        for entry in models():
-            print(
-                f"{entry.name:24s} {entry.dataset:12s} excluded {list(entry.exclude)!s:5s} {entry.config}"
-            )
+        print(list_models())
         return
     tic = time.perf_counter()
+    missing = [entry for entry, _, cached in cached_status() if not cached]
+    if missing:
+        work = sum(entry.cost for entry in missing)
+        print(
+            f"Training {len(missing)} of {len(models())} book models "
+            f"({work:.0f} recipe epochs of work); one line as each ends.",
+            flush=True,
+        )
+    progress = Progress(missing)
 
-    def report(
-        k: int, n: int, name: str, seconds: float, trained: bool
-    ) -> None:
-        what = "trained" if trained else "loaded (another process trained it)"
-        print(f"[{k}/{n}] {what} {name} in {seconds:.1f} s", flush=True)
+    def report(k, n, name, seconds, trained) -> None:
+        print(progress.line(k, n, name, seconds, trained), flush=True)
 
-    done = train_missing(jobs=args.jobs, report=report)
+    done = train_missing(missing, jobs=args.jobs, report=report)
     trained = sum(t for _, _, t in done)
     print(
-        f"{trained} of {len(models())} book models trained in {time.perf_counter() - tic:.0f} s "
-        f"(the rest were cached)"
+        f"{trained} of {len(models())} book models trained in "
+        f"{duration(time.perf_counter() - tic)} (the rest were cached)"
     )

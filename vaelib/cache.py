@@ -1,9 +1,12 @@
-"""Train once, load ever after: runs cached in a folder keyed by config, data, code and PyTorch.
+"""Train once, load ever after: runs cached in a folder per model.
 
-A cached model is served only if everything that decides its weights is unchanged: the config
-(normalised, so beta=1 and beta=1.0 are one model), the exact data (`Splits.fingerprint`), the
-source of the modules that train it (`TRAINING_SOURCES`) and the PyTorch version. A run folder
-that cannot be read back is retrained, with a warning: the cache heals itself.
+The folder is keyed by config, data, code and PyTorch. A cached model is
+served only if everything that decides its weights is unchanged: the config
+(normalised, so beta=1 and beta=1.0 are one model), the exact data
+(`Splits.fingerprint`), what the code of the modules that train it does
+(`TRAINING_SOURCES`; comments, layout and docstrings are left out) and the
+PyTorch version. A run folder that cannot be read back is retrained, with a
+warning: the cache heals itself.
 """
 
 from __future__ import annotations
@@ -33,9 +36,11 @@ from .model import VAE, build_model
 from .train import FitResult, fit
 
 CACHE_ENV = "VAELIB_CACHE_DIR"
-LOCK_TIMEOUT_ENV = "VAELIB_LOCK_TIMEOUT"  # seconds to wait for another process training the same model
+# seconds to wait for another process training the same model
+LOCK_TIMEOUT_ENV = "VAELIB_LOCK_TIMEOUT"
 LOCK_TIMEOUT = 3 * 3600.0
-# The modules whose source decides a trained model's weights (validation picks the best epoch).
+# The modules whose code decides a trained model's weights (validation picks
+# the best epoch).
 TRAINING_SOURCES = (
     "config.py",
     "data.py",
@@ -57,11 +62,18 @@ LIKELIHOOD_TAGS = {
 
 
 class CacheError(RuntimeError):
-    """The model cache cannot be used: a lock held too long, or a folder that cannot be written."""
+    """The model cache cannot be used.
+
+    A lock is held too long, or a folder cannot be written.
+    """
 
 
 def default_cache_dir() -> Path:
-    """$VAELIB_CACHE_DIR, else .cache/models in the checkout, else ~/.cache/vaelib/models."""
+    """Where runs are cached.
+
+    $VAELIB_CACHE_DIR, else .cache/models in the checkout, else
+    ~/.cache/vaelib/models.
+    """
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser()
     root = project_root()
@@ -89,10 +101,11 @@ def code_text(path: str | Path) -> str:
 
 
 def code_hash(paths, salt: str = "") -> str:
-    """Hash of `salt` and of what the Python files at `paths` do (16 hex digits).
+    """Hash (16 hex digits) of `salt` and what the Python files at `paths` do.
 
-    Comments, formatting and docstrings are left out (see `code_text`): re-wrapping a line
-    or a docstring does not retrain a model or stale a benchmark; changing a statement does.
+    Comments, formatting and docstrings are left out (see `code_text`):
+    re-wrapping a line or a docstring does not retrain a model or stale a
+    benchmark; changing a statement does.
     """
     h = hashlib.sha256(salt.encode())
     for path in paths:
@@ -103,14 +116,20 @@ def code_hash(paths, salt: str = "") -> str:
 
 
 def training_code_hash() -> str:
-    """Hash of the PyTorch version and of the code of TRAINING_SOURCES (16 hex digits)."""
+    """Hash of the PyTorch version and of the code of TRAINING_SOURCES.
+
+    Like `code_hash`, 16 hex digits.
+    """
     here = Path(__file__).parent
     torch_version = torch.__version__.split("+")[0]
     return code_hash([here / name for name in TRAINING_SOURCES], torch_version)
 
 
 def run_name(config: VAEConfig, splits: Splits) -> str:
-    """What sets this run apart from the book's recipe, readable: e.g. latent10-beta4-seed1-e12-freebits0.5."""
+    """What sets this run apart from the book's recipe, readable.
+
+    For example latent10-beta4-seed1-e12-freebits0.5.
+    """
     c, recipe = config, VAEConfig.recommended()
     parts = [
         f"latent{c.latent_dim}",
@@ -145,7 +164,10 @@ def run_name(config: VAEConfig, splits: Splits) -> str:
 def run_dir_for(
     config: VAEConfig, splits: Splits, cache_dir: str | Path | None = None
 ) -> Path:
-    """The cache folder of this config trained on exactly this data by this code: <run_name>-<hash>."""
+    """The cache folder of this config trained on this data by this code.
+
+    Its name is <run_name>-<hash>.
+    """
     text = f"{config.key()}/{splits.fingerprint}/{training_code_hash()}"
     key = hashlib.sha256(text.encode()).hexdigest()[:12]
     return (
@@ -155,34 +177,41 @@ def run_dir_for(
 
 
 def _verified_summary(run_dir: Path) -> dict:
-    """done.json of a finished run, once it and every file it lists match their recorded checksums.
+    """done.json of a finished run, checked against the recorded checksums.
 
-    Raises CheckpointError if any file of the run is missing, unreadable or changed since training.
+    It is returned once it and every file it lists match their checksums.
+    Raises CheckpointError if any file of the run is missing, unreadable or
+    changed since training.
     """
     try:
         summary = json.loads((run_dir / "done.json").read_text())
         if summary.pop("self_sha256") != _summary_digest(summary):
             raise CheckpointError(
-                f"{run_dir / 'done.json'} does not match its own checksum: it was changed or "
-                f"damaged after training."
+                f"{run_dir / 'done.json'} does not match its own checksum: "
+                f"it was changed or damaged after training."
             )
         for name, digest in summary["sha256"].items():
             if file_digest(run_dir / name) != digest:
                 raise CheckpointError(
-                    f"{run_dir / name} does not match the checksum recorded when the run "
-                    f"finished: it was changed or damaged after training."
+                    f"{run_dir / name} does not match the checksum recorded "
+                    f"when the run finished: it was changed or damaged after "
+                    f"training."
                 )
         return summary
     except CheckpointError:
         raise
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise CheckpointError(
-            f"The cached run {run_dir} cannot be read ({type(e).__name__}: {e})."
+            f"The cached run {run_dir} cannot be read "
+            f"({type(e).__name__}: {e})."
         ) from e
 
 
 def is_cached(run_dir: str | Path) -> bool:
-    """Whether a finished run is there and every file matches its recorded checksum (no model is loaded)."""
+    """Whether a finished run is there, every file matching its checksum.
+
+    No model is loaded.
+    """
     try:
         _verified_summary(Path(run_dir))
     except CheckpointError:
@@ -195,8 +224,8 @@ def load_run(
 ) -> tuple[VAE, FitResult]:
     """A finished run's best model (in eval mode) and its training record.
 
-    Raises CheckpointError if any file of the run is missing, truncated or does not match the
-    checksums recorded when the run finished.
+    Raises CheckpointError if any file of the run is missing, truncated or
+    does not match the checksums recorded when the run finished.
     """
     run_dir = Path(run_dir)
     summary = _verified_summary(run_dir)
@@ -215,7 +244,8 @@ def load_run(
         pd.errors.ParserError,
     ) as e:
         raise CheckpointError(
-            f"The cached run {run_dir} cannot be read ({type(e).__name__}: {e})."
+            f"The cached run {run_dir} cannot be read "
+            f"({type(e).__name__}: {e})."
         ) from e
     state = load_checkpoint(
         run_dir / "best.pt", map_location=resolve_device(device)
@@ -230,7 +260,10 @@ def load_run(
 
 
 def _lock(run_dir: Path) -> FileLock:
-    """The run's lock, acquired; waits up to $VAELIB_LOCK_TIMEOUT seconds for another process."""
+    """The run's lock, acquired.
+
+    Waits up to $VAELIB_LOCK_TIMEOUT seconds for another process.
+    """
     lock = FileLock(f"{run_dir}.lock")
     try:
         lock.acquire(timeout=0)
@@ -239,22 +272,27 @@ def _lock(run_dir: Path) -> FileLock:
         pass
     timeout = float(os.environ.get(LOCK_TIMEOUT_ENV, LOCK_TIMEOUT))
     print(
-        f"Another process is training {run_dir.name}; waiting for it (at most {timeout:.0f} s).",
+        f"Another process is training {run_dir.name}; waiting for it "
+        f"(at most {timeout:.0f} s).",
         flush=True,
     )
     try:
         lock.acquire(timeout=timeout)
     except Timeout:
         raise CacheError(
-            f"Waited {timeout:.0f} s for another process to finish training {run_dir} "
-            f"(lock {run_dir}.lock). Stop that process or wait for it; set "
+            f"Waited {timeout:.0f} s for another process to finish training "
+            f"{run_dir} (lock {run_dir}.lock). Stop that process or wait for "
+            f"it; set "
             f"{LOCK_TIMEOUT_ENV} to wait longer."
         ) from None
     return lock
 
 
 def _heal(run_dir: Path, error: Exception) -> None:
-    """Remove a run folder that cannot be used, saying why; it is trained again from scratch."""
+    """Remove a run folder that cannot be used, saying why.
+
+    The run is then trained again from scratch.
+    """
     warnings.warn(
         f"Retraining {run_dir.name}: the cached run cannot be used ({error})",
         stacklevel=3,
@@ -272,7 +310,7 @@ def _summary_digest(summary: dict) -> str:
 def _finish(
     run_dir: Path, config: VAEConfig, splits: Splits, result: FitResult
 ) -> None:
-    """Write config.json, then done.json with the checksums of every file of the run."""
+    """Write config.json, then done.json with checksums of the run's files."""
     atomic_write(
         run_dir / "config.json",
         lambda tmp: Path(tmp).write_text(
@@ -306,20 +344,22 @@ def train_or_load(
     cache_dir: str | Path | None = None,
     progress: bool = True,
 ) -> tuple[VAE, FitResult]:
-    """Load the cached run for (config, data, code) if it finished; otherwise train (resuming if cut off).
+    """Load the cached run for (config, data, code), or train it.
 
-    A lock file beside the run folder makes a second process that wants the same model (another
-    kernel, a parallel build) wait for the first to finish and then load its result. A run that
-    cannot be read back (truncated, corrupt, changed by hand) is trained again, with a warning.
-    `result.trained` says whether this call trained.
+    A finished run is loaded; otherwise the model is trained (resuming if
+    cut off). A lock file beside the run folder makes a second process that
+    wants the same model (another kernel, a parallel build) wait for the
+    first to finish and then load its result. A run that cannot be read
+    back (truncated, corrupt, changed by hand) is trained again, with a
+    warning. `result.trained` says whether this call trained.
     """
     run_dir = run_dir_for(config, splits, cache_dir)
     try:
         run_dir.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise CacheError(
-            f"Cannot create the model cache folder {run_dir.parent} ({e}). Point "
-            f"{CACHE_ENV} at a writable folder."
+            f"Cannot create the model cache folder {run_dir.parent} ({e}). "
+            f"Point {CACHE_ENV} at a writable folder."
         ) from e
     lock = _lock(run_dir)
     try:
@@ -338,9 +378,8 @@ def train_or_load(
                 resume=True,
                 progress=progress,
             )
-        except (
-            CheckpointError
-        ) as e:  # an unfinished run whose last.pt cannot be read
+        except CheckpointError as e:
+            # an unfinished run whose last.pt cannot be read
             _heal(run_dir, e)
             model = build_model(config)
             result = fit(

@@ -1,4 +1,4 @@
-"""Checkpoints that are written atomically and read back safely (`weights_only=True`)."""
+"""Checkpoints written atomically and read back safely (`weights_only`)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,21 @@ import torch
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, truncated, corrupt or from an incompatible run."""
+    """Checkpoint missing, truncated, corrupt or from an incompatible run."""
 
 
 class CheckpointWriteError(RuntimeError):
-    """A file could not be written (disk full, read-only folder); the previous version is intact."""
+    """A file could not be written (disk full, read-only folder).
+
+    The previous version of the file is intact.
+    """
 
 
 def _fsync_dir(folder: Path) -> None:
-    """Make a rename inside `folder` durable (a no-op where folders cannot be opened, e.g. Windows)."""
+    """Make a rename inside `folder` durable.
+
+    A no-op where folders cannot be opened (e.g. Windows).
+    """
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -33,10 +39,11 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def atomic_write(path: str | Path, write) -> None:
-    """Call write(tmp_path) on a temporary file beside `path`, then rename it over `path`.
+    """Call write(tmp_path) on a temporary file, then rename it over `path`.
 
-    A crash or Ctrl-C mid-write leaves the previous file intact, never a half-written one; so does
-    a write that fails (CheckpointWriteError says which file and why).
+    The temporary file lies beside `path`. A crash or Ctrl-C mid-write
+    leaves the previous file intact, never a half-written one; so does a
+    write that fails (CheckpointWriteError says which file and why).
     """
     path = Path(path)
     tmp = None
@@ -51,13 +58,11 @@ def atomic_write(path: str | Path, write) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except (
-        OSError,
-        RuntimeError,
-    ) as e:  # torch.save reports a failed write as a RuntimeError
+    # torch.save reports a failed write as a RuntimeError
+    except (OSError, RuntimeError) as e:
         raise CheckpointWriteError(
-            f"Could not write {path} ({type(e).__name__}: {e}). The previous version "
-            f"of the file, if any, is intact. Free disk space or make "
+            f"Could not write {path} ({type(e).__name__}: {e}). The previous "
+            f"version of the file, if any, is intact. Free disk space or make "
             f"{path.parent} writable, then run again (training resumes)."
         ) from e
     finally:
@@ -80,7 +85,7 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load a checkpoint saved by `save_checkpoint`, refusing arbitrary pickled code."""
+    """Load a checkpoint saved by `save_checkpoint`, refusing pickled code."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
@@ -89,14 +94,16 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch, zipfile and pickle each fail on damaged bytes in their own way
+    # torch, zipfile and pickle each fail on damaged bytes in their own way
+    except Exception as e:
         first_line = (
             str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
         )
         raise CheckpointError(
             f"Checkpoint {path} is truncated or corrupt and cannot be read "
-            f"({type(e).__name__}: {first_line}). vaelib.train_or_load retrains such a "
-            f"cached run by itself; after vaelib.fit, delete the file and train again."
+            f"({type(e).__name__}: {first_line}). vaelib.train_or_load "
+            f"retrains such a cached run by itself; after vaelib.fit, delete "
+            f"the file and train again."
         ) from e
     if (
         not isinstance(state, dict)
@@ -104,7 +111,7 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         or "config" not in state
     ):
         raise CheckpointError(
-            f"{path} is not a vaelib checkpoint (expected a dict with 'model' and "
-            f"'config' entries)."
+            f"{path} is not a vaelib checkpoint (expected a dict with 'model' "
+            f"and 'config' entries)."
         )
     return state

@@ -1,4 +1,7 @@
-"""One typed configuration for a VAE run: architecture, objective, optimisation, data split."""
+"""One typed configuration for a VAE run.
+
+It covers architecture, objective, optimisation and data split.
+"""
 
 from __future__ import annotations
 
@@ -20,68 +23,65 @@ LIKELIHOODS = (
     "gaussian_learned",
     "discretized_logistic",
 )
-# Real-valued fields: stored as float, so beta=1 and beta=1.0 are one config with one cache key.
+# Real-valued fields: stored as float, so beta=1 and beta=1.0 are one config
+# with one cache key.
 _FLOAT_FIELDS = ("dropout", "beta", "free_bits", "sigma", "scale_floor", "lr")
 
 
 @dataclass(frozen=True)
 class VAEConfig:
-    """Everything that defines a trained model; two equal configs give the same model."""
+    """Everything that defines a trained model.
 
-    # --- architecture -------------------------------------------------------------
+    Two equal configs give the same model.
+    """
+
+    # --- architecture ---------------------------------------------------
     input_shape: tuple[int, ...] = (1, 28, 28)  # (C, H, W) of one image
-    hidden_dims: tuple[int, ...] = (
-        256,
-        128,
-    )  # encoder widths; the decoder mirrors them
+    # encoder widths; the decoder mirrors them
+    hidden_dims: tuple[int, ...] = (256, 128)
     latent_dim: int = 2  # size of z
     activation: str = "relu"  # hidden non-linearity: "relu", "elu" or "silu"
     batch_norm: bool = True  # BatchNorm1d after every hidden Linear
     dropout: float = 0.2  # dropout after every hidden activation, in [0, 1)
-    num_classes: int = 0  # > 0: a conditional VAE, the one-hot label fed to encoder and decoder
-    # --- objective ----------------------------------------------------------------
+    # > 0: a conditional VAE, the one-hot label fed to encoder and decoder
+    num_classes: int = 0
+    # --- objective ------------------------------------------------------
     beta: float = 1.0  # weight on the KL term (1 = the ELBO, >1 = beta-VAE)
-    kl_warmup: int = 0  # epochs over which the KL weight ramps linearly from 0 up to beta (0 = off)
-    free_bits: float = (
-        0.0  # nats per latent dimension of KL that cost nothing (0 = off)
-    )
-    likelihood: str = (
-        "bernoulli"  # p(x|z), one of LIKELIHOODS (see vaelib.likelihoods)
-    )
-    sigma: float = (
-        0.1  # "gaussian": the fixed standard deviation of every pixel
-    )
-    scale_floor: float = 1e-3  # "gaussian_learned", "discretized_logistic": the smallest scale learned
-    components: int = 1  # "discretized_logistic": logistics mixed per pixel (PixelCNN++ style)
-    # --- optimisation -------------------------------------------------------------
+    # epochs over which the KL weight ramps linearly from 0 to beta (0 = off)
+    kl_warmup: int = 0
+    # nats per latent dimension of KL that cost nothing (0 = off)
+    free_bits: float = 0.0
+    # p(x|z), one of LIKELIHOODS (see vaelib.likelihoods)
+    likelihood: str = "bernoulli"
+    # "gaussian": the fixed standard deviation of every pixel
+    sigma: float = 0.1
+    # "gaussian_learned", "discretized_logistic": the smallest scale learned
+    scale_floor: float = 1e-3
+    # "discretized_logistic": logistics mixed per pixel (PixelCNN++ style)
+    components: int = 1
+    # --- optimisation ---------------------------------------------------
     lr: float = 1e-3  # Adam learning rate at the start
     batch_size: int = 128  # images per gradient step
     epochs: int = 20  # maximum number of passes over the training split
-    scheduler: str = (
-        "plateau"  # "plateau" (halve LR when val stalls), "cosine" or "none"
-    )
-    lr_patience: int = (
-        2  # plateau scheduler: epochs without val improvement before halving
-    )
-    early_stopping: int = (
-        5  # stop after this many epochs without val improvement (0 = never)
-    )
-    # --- data and reproducibility -------------------------------------------------
-    val_size: int = (
-        5000  # images held out of the 60k training set for model selection
-    )
-    seed: int = (
-        0  # seeds weights, shuffling, dropout and the reparameterisation noise
-    )
+    # "plateau" (halve LR when val stalls), "cosine" or "none"
+    scheduler: str = "plateau"
+    # plateau scheduler: epochs without val improvement before halving
+    lr_patience: int = 2
+    # stop after this many epochs without val improvement (0 = never)
+    early_stopping: int = 5
+    # --- data and reproducibility ---------------------------------------
+    # images held out of the 60k training set for model selection
+    val_size: int = 5000
+    # seeds weights, shuffling, dropout and the reparameterisation noise
+    seed: int = 0
     device: str = "auto"  # "auto" picks cuda, then mps, then cpu
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(self.input_shape))
         object.__setattr__(self, "hidden_dims", tuple(self.hidden_dims))
         _validate(self)
-        for name in (
-            _FLOAT_FIELDS
-        ):  # validated as int or float above; one type from here on
+        # validated as int or float above; one type from here on
+        for name in _FLOAT_FIELDS:
             object.__setattr__(self, name, float(getattr(self, name)))
 
     @property
@@ -91,14 +91,19 @@ class VAEConfig:
 
     @classmethod
     def recommended(cls, **changes) -> VAEConfig:
-        """The book's recipe: the seed network widened in the middle (256, 256), no batch norm or dropout,
-        a higher learning rate (2e-3) halved whenever validation stalls, 60 epochs.
+        """The book's recipe.
 
-        Without dropout's noise the model fits faster and further, and it still under-fits, so it gets
-        capacity where capacity is cheap: most FLOPs sit in the two 784 x 256 layers. Every setting was
-        chosen on the validation split, with three seeds per candidate and a rule fixed before the runs:
-        `bench/recipe_search.py` reruns the search and the appendix "How fast is this?" shows it. The
-        60 epochs are a cost decision (validation is still improving when they end).
+        The seed network widened in the middle (256, 256), no batch norm or
+        dropout, a higher learning rate (2e-3) halved whenever validation
+        stalls, 60 epochs.
+
+        Without dropout's noise the model fits faster and further, and it
+        still under-fits, so it gets capacity where capacity is cheap: most
+        FLOPs sit in the two 784 x 256 layers. Every setting was chosen on
+        the validation split, with three seeds per candidate and a rule fixed
+        before the runs: `bench/recipe_search.py` reruns the search and the
+        appendix "How fast is this?" shows it. The 60 epochs are a cost
+        decision (validation is still improving when they end).
         """
         recipe = dict(
             hidden_dims=(256, 256),
@@ -124,7 +129,10 @@ class VAEConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> VAEConfig:
-        """Inverse of `to_dict`; unknown keys are an error, missing keys take defaults."""
+        """Inverse of `to_dict`.
+
+        Unknown keys are an error; missing keys take defaults.
+        """
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(
@@ -134,10 +142,11 @@ class VAEConfig:
         return cls(**d)
 
     def key(self) -> str:
-        """Stable hash of every field that changes the trained weights (not `device`).
+        """Stable hash of every field that changes the weights (not `device`).
 
-        Fields are normalised first (tuples, floats), so equal configs have equal keys however they
-        were written: VAEConfig(beta=1).key() == VAEConfig(beta=1.0).key().
+        Fields are normalised first (tuples, floats), so equal configs have
+        equal keys however they were written:
+        VAEConfig(beta=1).key() == VAEConfig(beta=1.0).key().
         """
         d = self.to_dict()
         d.pop("device")
@@ -160,11 +169,13 @@ def _validate(c: VAEConfig) -> None:
     _check(
         len(c.input_shape) >= 1
         and all(_is_int(s) and s > 0 for s in c.input_shape),
-        f"input_shape must be positive integers such as (1, 28, 28); got {c.input_shape!r}",
+        "input_shape must be positive integers such as (1, 28, 28); "
+        f"got {c.input_shape!r}",
     )
     _check(
         all(_is_int(h) and h > 0 for h in c.hidden_dims),
-        f"hidden_dims must be positive integers such as (256, 128); got {c.hidden_dims!r}",
+        "hidden_dims must be positive integers such as (256, 128); "
+        f"got {c.hidden_dims!r}",
     )
     _check(
         _is_int(c.latent_dim) and c.latent_dim >= 1,
@@ -184,17 +195,20 @@ def _validate(c: VAEConfig) -> None:
     )
     _check(
         _is_int(c.num_classes) and c.num_classes >= 0,
-        f"num_classes must be an integer >= 0 (0 = unconditional, 10 for MNIST digits); got {c.num_classes!r}",
+        "num_classes must be an integer >= 0 (0 = unconditional, 10 for "
+        f"MNIST digits); got {c.num_classes!r}",
     )
     _check(
         _is_int(c.kl_warmup) and c.kl_warmup >= 0,
-        f"kl_warmup must be a number of epochs >= 0 (0 = no warm-up); got {c.kl_warmup!r}",
+        "kl_warmup must be a number of epochs >= 0 (0 = no warm-up); "
+        f"got {c.kl_warmup!r}",
     )
     _check(
         isinstance(c.free_bits, (int, float))
         and math.isfinite(c.free_bits)
         and c.free_bits >= 0,
-        f"free_bits must be a finite number of nats >= 0 (0 = off); got {c.free_bits!r}",
+        "free_bits must be a finite number of nats >= 0 (0 = off); "
+        f"got {c.free_bits!r}",
     )
     _check(
         isinstance(c.beta, (int, float))
@@ -210,22 +224,25 @@ def _validate(c: VAEConfig) -> None:
         isinstance(c.sigma, (int, float))
         and math.isfinite(c.sigma)
         and c.sigma > 0,
-        f"sigma (the fixed pixel standard deviation of likelihood='gaussian') must be > 0; got {c.sigma!r}",
+        "sigma (the fixed pixel standard deviation of "
+        f"likelihood='gaussian') must be > 0; got {c.sigma!r}",
     )
     _check(
         isinstance(c.scale_floor, (int, float))
         and math.isfinite(c.scale_floor)
         and c.scale_floor > 0,
-        f"scale_floor (the smallest learned pixel scale) must be > 0; got {c.scale_floor!r}",
+        "scale_floor (the smallest learned pixel scale) must be > 0; "
+        f"got {c.scale_floor!r}",
     )
     _check(
         _is_int(c.components) and c.components >= 1,
-        f"components (logistics per pixel) must be an integer >= 1; got {c.components!r}",
+        "components (logistics per pixel) must be an integer >= 1; "
+        f"got {c.components!r}",
     )
     _check(
         c.components == 1 or c.likelihood == "discretized_logistic",
-        f"components > 1 mixes discretized logistics; it needs likelihood='discretized_logistic', "
-        f"not {c.likelihood!r}",
+        f"components > 1 mixes discretized logistics; it needs "
+        f"likelihood='discretized_logistic', not {c.likelihood!r}",
     )
     _check(
         isinstance(c.lr, (int, float)) and math.isfinite(c.lr) and c.lr > 0,
@@ -233,7 +250,8 @@ def _validate(c: VAEConfig) -> None:
     )
     _check(
         _is_int(c.batch_size) and c.batch_size >= 2,
-        f"batch_size must be an integer >= 2 (batch norm needs two images); got {c.batch_size!r}",
+        "batch_size must be an integer >= 2 (batch norm needs two images); "
+        f"got {c.batch_size!r}",
     )
     _check(
         _is_int(c.epochs) and c.epochs >= 1,
@@ -249,7 +267,8 @@ def _validate(c: VAEConfig) -> None:
     )
     _check(
         _is_int(c.early_stopping) and c.early_stopping >= 0,
-        f"early_stopping must be an integer >= 0 (0 disables it); got {c.early_stopping!r}",
+        "early_stopping must be an integer >= 0 (0 disables it); "
+        f"got {c.early_stopping!r}",
     )
     _check(
         _is_int(c.val_size) and c.val_size >= 1,
@@ -266,7 +285,7 @@ def _validate(c: VAEConfig) -> None:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """Turn 'auto' into the best available device; refuse one that is not there."""
+    """Turn 'auto' into the best available device; refuse a missing one."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -275,10 +294,12 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError(
-            "device='cuda' was asked for but no CUDA GPU is visible; use device='auto' or 'cpu'"
+            "device='cuda' was asked for but no CUDA GPU is visible; "
+            "use device='auto' or 'cpu'"
         )
     if name == "mps" and not torch.backends.mps.is_available():
         raise ValueError(
-            "device='mps' was asked for but MPS is not available; use device='auto' or 'cpu'"
+            "device='mps' was asked for but MPS is not available; "
+            "use device='auto' or 'cpu'"
         )
     return torch.device(name)

@@ -1,12 +1,15 @@
-"""MNIST-style data: read IDX files (plain or .gz) into whole-split float tensors.
+"""MNIST-style data: read IDX files (plain or .gz) into whole-split tensors.
 
 Where the files come from, in order:
-1. ``$VAELIB_DATA_DIR`` if set: a local folder, never downloaded into (offline machines, CI).
-2. otherwise ``data/`` in the project checkout (or ``~/.cache/vaelib/data`` when vaelib is
-   installed elsewhere, e.g. Colab), downloaded there by torchvision on first use.
+1. ``$VAELIB_DATA_DIR`` if set: a local folder, never downloaded into
+   (offline machines, CI).
+2. otherwise ``data/`` in the project checkout (or ``~/.cache/vaelib/data``
+   when vaelib is installed elsewhere, e.g. Colab), downloaded there by
+   torchvision on first use.
 
-A whole split is loaded once into one tensor on the training device; batches are index
-slices of it, so there is no per-image Dataset/DataLoader work in the training loop.
+A whole split is loaded once into one float tensor on the training device;
+batches are index slices of it, so there is no per-image Dataset/DataLoader
+work in the training loop.
 """
 
 from __future__ import annotations
@@ -23,9 +26,8 @@ import torch
 
 DATA_ENV = "VAELIB_DATA_DIR"
 DATASETS = ("MNIST", "FashionMNIST")
-SPLIT_SEED = (
-    20131220  # fixes which 5k training images form the validation split
-)
+# fixes which 5k training images form the validation split
+SPLIT_SEED = 20131220
 _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -34,11 +36,14 @@ _IDX_DTYPE = {0x08: np.uint8}
 
 
 class DataNotFoundError(FileNotFoundError):
-    """The IDX files are not where vaelib looked, and could not be downloaded."""
+    """The IDX files are not where vaelib looked and cannot be downloaded."""
 
 
 class DataCorruptError(ValueError):
-    """An IDX file is truncated, corrupt (bad gzip stream or checksum) or not an IDX file."""
+    """An IDX file is truncated, corrupt or not an IDX file.
+
+    Corrupt: a bad gzip stream or checksum.
+    """
 
 
 @dataclass(frozen=True)
@@ -58,19 +63,20 @@ class Split:
 
 @dataclass(frozen=True)
 class Splits:
-    """Train / validation / test splits plus a fingerprint of the exact data used."""
+    """Train / validation / test splits and a fingerprint of the exact data."""
 
     train: Split
     val: Split
     test: Split
-    fingerprint: (
-        str  # changes if the files, the dataset or the validation split change
-    )
-    tag: str = ""  # what sets the data apart in cache folder names: "" for MNIST, "fashionmnist", "without8"
+    # changes if the files, the dataset or the validation split change
+    fingerprint: str
+    # what sets the data apart in cache folder names:
+    # "" for MNIST, "fashionmnist", "without8"
+    tag: str = ""
 
 
 def project_root() -> Path | None:
-    """The checkout vaelib runs from (the folder holding pyproject.toml), if any."""
+    """The checkout vaelib runs from (holding pyproject.toml), if any."""
     root = Path(__file__).resolve().parents[1]
     return (
         root
@@ -93,18 +99,17 @@ def read_idx(path: Path) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             raw = f.read()
-    except (
-        OSError,
-        EOFError,
-        zlib.error,
-    ) as e:  # gzip checks its CRC: damaged bytes end up here
+    except (OSError, EOFError, zlib.error) as e:
+        # gzip checks its CRC: damaged bytes end up here
         raise DataCorruptError(
-            f"Could not read IDX file {path} ({type(e).__name__}: {e}): it is truncated or "
-            f"corrupt. Delete it so it can be fetched again, or copy it again."
+            f"Could not read IDX file {path} ({type(e).__name__}: {e}): "
+            f"it is truncated or corrupt. Delete it so it can be fetched "
+            f"again, or copy it again."
         ) from e
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPE:
         raise DataCorruptError(
-            f"{path} is not an IDX file of unsigned bytes (bad magic number {raw[:4].hex()})."
+            f"{path} is not an IDX file of unsigned bytes "
+            f"(bad magic number {raw[:4].hex()})."
         )
     ndim = raw[3]
     dims = tuple(
@@ -114,8 +119,9 @@ def read_idx(path: Path) -> np.ndarray:
     expected = int(np.prod(dims))
     if len(raw) - offset != expected:
         raise DataCorruptError(
-            f"{path} is truncated or corrupt: header says {dims} = {expected} bytes of "
-            f"data, file has {len(raw) - offset}. Delete it and fetch it again."
+            f"{path} is truncated or corrupt: header says {dims} = {expected} "
+            f"bytes of data, file has {len(raw) - offset}. "
+            f"Delete it and fetch it again."
         )
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
 
@@ -136,10 +142,11 @@ def _missing_message(root: Path, name: str, split: str, why: str) -> str:
     files = ", ".join(f"{s}[.gz]" for s in _FILES[split])
     searched = ", ".join(str(p) for p in _candidate_folders(root, name))
     return (
-        f"{name} {split} data not found. Searched: {searched}. Expected files: {files}. {why} "
-        f"Set {DATA_ENV} to a folder that holds {name}/raw/ with these IDX files "
-        f"(e.g. export {DATA_ENV}=../shared/data), or unset it and run with internet access "
-        f"so torchvision can download them."
+        f"{name} {split} data not found. Searched: {searched}. "
+        f"Expected files: {files}. {why} "
+        f"Set {DATA_ENV} to a folder that holds {name}/raw/ with these IDX "
+        f"files (e.g. export {DATA_ENV}=../shared/data), or unset it and run "
+        f"with internet access so torchvision can download them."
     )
 
 
@@ -149,7 +156,8 @@ def _download(root: Path, name: str, split: str) -> None:
     dataset_cls = getattr(torchvision.datasets, name)
     try:
         dataset_cls(root=str(root), train=split == "train", download=True)
-    except Exception as e:  # network errors come in many types; the message below says what to do
+    except Exception as e:
+        # network errors come in many types; the message below says what to do
         raise DataNotFoundError(
             _missing_message(root, name, split, f"Downloading failed ({e}).")
         ) from e
@@ -161,7 +169,10 @@ def find_idx_files(
     root: str | Path | None = None,
     download: bool | None = None,
 ) -> tuple[Path, Path]:
-    """Paths of one split's (images, labels) IDX files, downloading them first if allowed."""
+    """Paths of one split's (images, labels) IDX files.
+
+    Downloads them first if they are missing and downloading is allowed.
+    """
     if name not in DATASETS:
         raise ValueError(f"name must be one of {DATASETS}; got {name!r}")
     if split not in _FILES:
@@ -193,19 +204,23 @@ def load_split(
     root: str | Path | None = None,
     download: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Raw uint8 images (N, 28, 28) and labels (N,) of one split, from IDX files."""
+    """Raw uint8 images (N, 28, 28) and labels (N,) of one split, from IDX."""
     image_path, label_path = find_idx_files(split, name, root, download)
     images, labels = read_idx(image_path), read_idx(label_path)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise DataCorruptError(
-            f"{image_path} and {label_path} do not match: images {images.shape}, labels "
-            f"{labels.shape}. One of them is damaged or from another data set."
+            f"{image_path} and {label_path} do not match: "
+            f"images {images.shape}, labels {labels.shape}. "
+            f"One of them is damaged or from another data set."
         )
     return images, labels
 
 
 def split_indices(n: int, val_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, validation) indices into n training images; fixed by SPLIT_SEED, not by the run's seed."""
+    """(train, validation) indices into n training images.
+
+    Fixed by SPLIT_SEED, not by the run's seed.
+    """
     if not 0 < val_size < n:
         raise ValueError(
             f"val_size must be between 1 and {n - 1}; got {val_size}"
@@ -228,7 +243,10 @@ def to_split(images: np.ndarray, labels: np.ndarray, device="cpu") -> Split:
 
 
 def fingerprint(*arrays: np.ndarray, extra: str = "") -> str:
-    """Short hash of the bytes of some arrays (identifies exactly which data a model saw)."""
+    """Short hash of the bytes of some arrays.
+
+    It identifies exactly which data a model saw.
+    """
     h = hashlib.sha256(extra.encode())
     for a in arrays:
         h.update(np.ascontiguousarray(a).tobytes())
@@ -241,7 +259,10 @@ def load_mnist(
     name: str = "MNIST",
     root: str | Path | None = None,
 ) -> Splits:
-    """Train (60k - val_size) / validation (val_size) / test (10k) splits as tensors on `device`."""
+    """Train / validation / test splits as tensors on `device`.
+
+    Sizes: train 60k - val_size, validation val_size, test 10k.
+    """
     train_x, train_y = load_split("train", name, root)
     test_x, test_y = load_split("test", name, root)
     train_idx, val_idx = split_indices(len(train_x), val_size)
@@ -263,21 +284,25 @@ def load_mnist(
 def load_test(
     name: str = "FashionMNIST", root: str | Path | None = None, device="cpu"
 ) -> Split:
-    """Only the 10k test images of a dataset, e.g. Fashion-MNIST as out-of-distribution data."""
+    """Only the 10k test images of a dataset.
+
+    E.g. Fashion-MNIST as out-of-distribution data.
+    """
     return to_split(*load_split("test", name, root), device=device)
 
 
 def without_labels(splits: Splits, excluded) -> Splits:
-    """The same splits with some classes removed from train and validation (test keeps them all).
+    """The same splits with some classes removed from train and validation.
 
-    For held-out-class experiments: a model trained on these never saw the excluded classes.
+    The test split keeps them all. For held-out-class experiments: a model
+    trained on these never saw the excluded classes.
     """
     excluded = sorted({int(c) for c in excluded})
     present = set(splits.train.labels.unique().tolist())
     if not excluded or not set(excluded) <= present:
         raise ValueError(
-            f"excluded must name classes present in the training labels {sorted(present)}; "
-            f"got {excluded}"
+            f"excluded must name classes present in the training labels "
+            f"{sorted(present)}; got {excluded}"
         )
 
     def keep(split: Split) -> Split:

@@ -1,5 +1,8 @@
-"""Evaluation: the ELBO's terms, the importance-weighted bound on log p(x), bits per dimension of
-8-bit images, and which latent units are used."""
+"""Evaluation: ELBO terms, IWAE bound, bits per dimension, active units.
+
+The ELBO's terms, the importance-weighted bound on log p(x), bits per
+dimension of 8-bit images, and which latent units are used.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +14,15 @@ from . import likelihoods
 from .losses import LOG_2PI, LossTerms, gaussian_kl_per_dim, vae_loss
 from .model import VAE
 
-IWAE_ROWS = 500  # decoder outputs scored at once by iwae_bound: larger blocks fall out of the CPU's caches
+# decoder outputs scored at once by iwae_bound: larger blocks fall out of
+# the CPU's caches
+IWAE_ROWS = 500
 
 
 def _batches(
     images: torch.Tensor, labels: torch.Tensor | None, batch_size: int, device
 ):
-    """(images, labels or None) in consecutive slices of batch_size, moved to `device`."""
+    """(images, labels or None) in slices of batch_size, moved to `device`."""
     for start in range(0, len(images), batch_size):
         y = (
             None
@@ -36,10 +41,11 @@ def per_image_terms(
     seed: int = 0,
     labels: torch.Tensor | None = None,
 ) -> LossTerms:
-    """Loss, reconstruction and KL for every image (each (N,)), in eval mode, one z sample each.
+    """Loss, reconstruction and KL for every image (each (N,)), in eval mode.
 
-    The noise (and the dequantization of a density's pixels) is drawn from a generator seeded with
-    `seed`, so the numbers are repeatable. `labels` (N,) are needed by a conditional model
+    One z sample per image. The noise (and the dequantization of a density's
+    pixels) is drawn from a generator seeded with `seed`, so the numbers are
+    repeatable. `labels` (N,) are needed by a conditional model
     (config.num_classes > 0) and refused by others.
     """
     was_training = model.training
@@ -65,7 +71,10 @@ def evaluate(
     seed: int = 0,
     labels: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """Averages over `images` in nats per image: loss, recon, kl and neg_elbo (= recon + kl)."""
+    """Averages over `images` in nats per image: loss, recon, kl, neg_elbo.
+
+    neg_elbo = recon + kl.
+    """
     terms = per_image_terms(model, images, beta, batch_size, seed, labels)
     return {
         "loss": terms.loss.mean().item(),
@@ -76,15 +85,16 @@ def evaluate(
 
 
 def bernoulli_entropy_floor(images: torch.Tensor) -> torch.Tensor:
-    """The lowest Bernoulli cross-entropy any decoder can reach: sum of pixel entropies, (N, ...) -> (N,).
+    """The lowest Bernoulli cross-entropy any decoder can reach.
 
-    For a grey level x the Bernoulli cross-entropy -x log p - (1 - x) log(1 - p) is smallest at
-    p = x, where it equals the entropy -x log x - (1 - x) log(1 - x) (0 for black or white pixels).
+    The sum of pixel entropies, (N, ...) -> (N,). For a grey level x the
+    Bernoulli cross-entropy -x log p - (1 - x) log(1 - p) is smallest at
+    p = x, where it equals the entropy -x log x - (1 - x) log(1 - x)
+    (0 for black or white pixels).
     """
     x = images.flatten(1).double()
-    return (torch.special.entr(x) + torch.special.entr(1 - x)).sum(
-        dim=1
-    )  # entr(p) = -p log p
+    # entr(p) = -p log p
+    return (torch.special.entr(x) + torch.special.entr(1 - x)).sum(dim=1)
 
 
 @torch.no_grad()
@@ -98,20 +108,27 @@ def iwae_bound(
     seed: int = 0,
     likelihood: str | None = None,
 ) -> torch.Tensor:
-    """The importance-weighted bound with k samples from q(z|x), per image, in nats: (N, ...) -> (N,).
+    """The importance-weighted bound with k samples from q(z|x), in nats.
 
-    log p_k(x) = log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x) (Burda et al., 2015).
-    k = 1 is a one-sample ELBO, and the bound rises towards log p(x) as k grows, provided p(x|z) is
-    normalised. The Bernoulli cross-entropy on grey pixels is not (`vaelib.losses.bernoulli_nll`):
-    for it the number bounds nothing, it is only comparable with the Bernoulli ELBO. The densities
-    score dequantized pixels (drawn from the seeded generator); `likelihood` scores the decoder's
-    outputs with another likelihood of the same shape (e.g. a Bernoulli decoder as a continuous
-    Bernoulli). Samples are drawn `chunk` per image at a time (default: about IWAE_ROWS decoder
-    rows per block).
+    Per image, (N, ...) -> (N,):
+
+        log p_k(x) = log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x),
+        z_i ~ q(z|x) (Burda et al., 2015).
+
+    k = 1 is a one-sample ELBO, and the bound rises towards log p(x) as k
+    grows, provided p(x|z) is normalised. The Bernoulli cross-entropy on grey
+    pixels is not (`vaelib.losses.bernoulli_nll`): for it the number bounds
+    nothing, it is only comparable with the Bernoulli ELBO. The densities
+    score dequantized pixels (drawn from the seeded generator); `likelihood`
+    scores the decoder's outputs with another likelihood of the same shape
+    (e.g. a Bernoulli decoder as a continuous Bernoulli). Samples are drawn
+    `chunk` per image at a time (default: about IWAE_ROWS decoder rows per
+    block).
     """
     if not (isinstance(k, int) and k >= 1):
         raise ValueError(
-            f"k (importance samples per image) must be an integer >= 1; got {k!r}"
+            f"k (importance samples per image) must be an integer >= 1; "
+            f"got {k!r}"
         )
     config = (
         model.config
@@ -122,8 +139,9 @@ def iwae_bound(
         model.config
     ):
         raise ValueError(
-            f"A {model.config.likelihood!r} decoder cannot be scored as {config.likelihood!r}: "
-            "their decoders emit different numbers of outputs per pixel."
+            f"A {model.config.likelihood!r} decoder cannot be scored as "
+            f"{config.likelihood!r}: their decoders emit different numbers of "
+            "outputs per pixel."
         )
     was_training = model.training
     model.eval()
@@ -137,9 +155,10 @@ def iwae_bound(
         log_w, per = [], chunk or max(1, IWAE_ROWS // len(x))
         for done in range(0, k, per):
             n = min(per, k - done)
+            # eps: (n, B, L)
             eps = torch.randn(
                 (n, *mu.shape), generator=generator, device=device
-            )  # (n, B, L)
+            )
             z = mu + std * eps
             out = model.decode_logits(
                 z.flatten(0, 1), None if y is None else y.repeat(n)
@@ -163,20 +182,21 @@ def log_prob_8bit(
     seed: int = 0,
     likelihood: str | None = None,
 ) -> torch.Tensor:
-    """A lower bound on log P(image) of 8-bit images k / 255, in nats: (N, ...) -> (N,).
+    """A lower bound on log P(image) of 8-bit images k / 255, in nats.
 
-    The IWAE bound with k samples (k = 1: the ELBO). A density p on [0, 1] is scored on dequantized
-    pixels (k + u) / 256, and P(bin) = E_u[p] / 256 >= exp(E_u[log p]) / 256, so each pixel adds
-    -log 256; the discretized logistic gives P(k) itself. A Bernoulli decoder is scored as what its
-    outputs define once normalised, a continuous Bernoulli; likelihood="bernoulli" instead gives the
-    unnormalised number, which bounds nothing.
+    (N, ...) -> (N,). The IWAE bound with k samples (k = 1: the ELBO).
+    A density p on [0, 1] is scored on dequantized pixels (k + u) / 256, and
+    P(bin) = E_u[p] / 256 >= exp(E_u[log p]) / 256, so each pixel adds
+    -log 256; the discretized logistic gives P(k) itself. A Bernoulli decoder
+    is scored as what its outputs define once normalised, a continuous
+    Bernoulli; likelihood="bernoulli" instead gives the unnormalised number,
+    which bounds nothing.
     """
     name = likelihood or model.config.likelihood
     if likelihood is None and name == "bernoulli":
         name = "continuous_bernoulli"
-    if (
-        name == "bernoulli"
-    ):  # read as a density on [0, 1], so scored on dequantized pixels like one
+    if name == "bernoulli":
+        # read as a density on [0, 1], so scored on dequantized pixels like one
         generator = torch.Generator(device=images.device).manual_seed(seed)
         images = likelihoods.dequantize(model.flatten(images), generator)
     bound = iwae_bound(model, images, k, labels, seed=seed, likelihood=name)
@@ -186,7 +206,10 @@ def log_prob_8bit(
 
 
 def bits_per_dim(log_prob: torch.Tensor, dims: int) -> float:
-    """-log P in nats per image (N,) -> the data set's bits per dimension: -mean / (dims ln 2)."""
+    """-log P in nats per image (N,) -> the data set's bits per dimension.
+
+    That is -mean / (dims ln 2).
+    """
     return -log_prob.double().mean().item() / (dims * math.log(2))
 
 
@@ -197,7 +220,10 @@ def posterior_stats(
     labels: torch.Tensor | None = None,
     batch_size: int = 2000,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior means (N, L) and per-dimension KL to the prior averaged over images (L,), on the CPU."""
+    """Posterior means (N, L) and per-dimension KL to the prior (L,), on CPU.
+
+    The KL is averaged over images.
+    """
     model.eval()
     device = next(model.parameters()).device
     mus, kl_sum = [], 0.0
@@ -209,9 +235,13 @@ def posterior_stats(
 
 
 def active_units(means: torch.Tensor, threshold: float = 0.01) -> torch.Tensor:
-    """Which latent dimensions the encoder uses: Var_x[E_q(z|x) z_j] > threshold (Burda et al., 2015). (N, L) -> (L,) bool."""
+    """Which latent dimensions the encoder uses: (N, L) -> (L,) bool.
+
+    Active means Var_x[E_q(z|x) z_j] > threshold (Burda et al., 2015).
+    """
     if means.ndim != 2 or len(means) < 2:
         raise ValueError(
-            f"active_units expects posterior means of shape (N, L) with N >= 2; got {tuple(means.shape)}"
+            f"active_units expects posterior means of shape (N, L) "
+            f"with N >= 2; got {tuple(means.shape)}"
         )
     return means.double().var(dim=0) > threshold

@@ -51,8 +51,11 @@ def _double(t: torch.Tensor) -> torch.Tensor:
 
 
 def dense_layers(modules) -> list[dict]:
-    """Eval-mode Linear, BatchNorm, activation and Dropout modules
-    -> [{W (out, in), b (out,), act}], batch norm folded into W and b."""
+    """Eval-mode Linear, BatchNorm, activation and Dropout -> dense layers.
+
+    Each layer is {W (out, in), b (out,), act}, batch norm folded into W
+    and b.
+    """
     layers: list[dict] = []
     for module in modules:
         if isinstance(module, nn.Linear):
@@ -101,8 +104,10 @@ def encoder_layers(model: VAE) -> list[dict]:
 
 
 def quantize_rows(W: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """W (out, in) -> int16 codes and a float32 scale per row:
-    W ~ codes * scale[:, None]."""
+    """W (out, in) -> int16 codes and a float32 scale per row.
+
+    W ~ codes * scale[:, None].
+    """
     scale = (W.abs().amax(dim=1) / 32767).clamp_min(1e-30).float()
     codes = torch.round(W / scale.double()[:, None]).clamp(-32767, 32767)
     return codes.to(torch.int16).numpy(), scale.numpy()
@@ -111,8 +116,10 @@ def quantize_rows(W: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
 def run_layers(
     layers: list[dict], x: torch.Tensor, quantized: bool = False
 ) -> torch.Tensor:
-    """Exported layers on x (B, in) -> (B, out), in float64;
-    quantized=True uses the page's int16 weights and float32 biases."""
+    """Exported layers on x (B, in) -> (B, out), in float64.
+
+    quantized=True uses the page's int16 weights and float32 biases.
+    """
     functions = {name: cls() for name, cls in ACTIVATIONS.items()}
     functions["linear"] = lambda v: v
     x = x.double()
@@ -253,7 +260,9 @@ def score_quantiles(
 
 
 def percent_more_typical(score: float, quantiles: np.ndarray) -> float:
-    """Share (%) of the reference with a higher -ELBO: the page's
-    'more typical than P % of test digits'."""
+    """Share (%) of the reference with a higher -ELBO.
+
+    The page's 'more typical than P % of test digits'.
+    """
     above = np.asarray(quantiles, np.float64) > float(score)  # as the page
     return 100.0 * float(above.sum()) / len(quantiles)

@@ -1,4 +1,8 @@
-"""Latent-space analysis: encodings, grids through the prior, interpolation, neighbours, k-NN, code statistics."""
+"""Latent-space analysis: encodings, prior grids, interpolation and more.
+
+Encodings, grids through the prior, interpolation, neighbours, k-NN, code
+statistics.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from .model import VAE
 def latent_means(
     model: VAE, images: torch.Tensor, batch_size: int = 2000
 ) -> torch.Tensor:
-    """Posterior means mu(x) for every image: (N, C, H, W) -> (N, L), on the CPU."""
+    """Posterior means mu(x) of all images: (N, C, H, W) -> (N, L), on CPU."""
     model.eval()
     device = next(model.parameters()).device
     return torch.cat(
@@ -23,19 +27,24 @@ def latent_means(
 
 
 def prior_grid(n: int = 20, tail: float = 0.025) -> torch.Tensor:
-    """An n x n grid of 2-D codes at the prior's quantiles tail..1-tail on each axis: (n*n, 2), rows = z2."""
+    """An n x n grid of 2-D codes at the prior's quantiles: (n*n, 2).
+
+    On each axis the quantiles run from tail to 1 - tail; rows = z2.
+    """
     q = torch.linspace(tail, 1 - tail, n, dtype=torch.float64)
     values = torch.distributions.Normal(0.0, 1.0).icdf(q).float()
-    z2, z1 = torch.meshgrid(
-        values.flip(0), values, indexing="ij"
-    )  # top row = largest z2
+    # top row = largest z2
+    z2, z1 = torch.meshgrid(values.flip(0), values, indexing="ij")
     return torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=1)
 
 
 def interpolate(
     z0: torch.Tensor, z1: torch.Tensor, steps: int = 10, method: str = "linear"
 ) -> torch.Tensor:
-    """Codes from z0 to z1 (both (L,)): straight line, or 'slerp' along the great circle: (steps, L)."""
+    """Codes from z0 to z1 (both (L,)): (steps, L).
+
+    Along a straight line, or with 'slerp' along the great circle.
+    """
     t = torch.linspace(0, 1, steps, dtype=z0.dtype)[:, None]
     if method == "linear":
         return (1 - t) * z0 + t * z1
@@ -51,7 +60,7 @@ def interpolate(
 
 
 def traversals(z: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """For each latent dimension d, copies of z (L,) with z[d] set to each value: (L * V, L)."""
+    """Copies of z (L,) with z[d] set to each value, for each d: (L * V, L)."""
     latent_dim, n_values = len(z), len(values)
     codes = z.repeat(latent_dim * n_values, 1)
     for d in range(latent_dim):
@@ -62,7 +71,10 @@ def traversals(z: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
 def nearest_neighbours(
     queries: torch.Tensor, reference: torch.Tensor, batch_size: int = 512
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each query row, the index of and Euclidean distance to its nearest reference row: (Q,), (Q,)."""
+    """Each query row's nearest reference row: indices (Q,), distances (Q,).
+
+    The distance is Euclidean.
+    """
     q, r = queries.flatten(1).float(), reference.flatten(1).float()
     best_d, best_i = [], []
     for start in range(0, len(q), batch_size):
@@ -79,10 +91,14 @@ def knn_predict(
     k: int = 5,
     batch_size: int = 1000,
 ) -> torch.Tensor:
-    """Majority label of the k nearest training codes (ties -> smallest label): (N_test,)."""
+    """Majority label of the k nearest training codes: (N_test,).
+
+    Ties go to the smallest label.
+    """
     if not 1 <= k <= len(train_z):
         raise ValueError(
-            f"k must be between 1 and the number of training points ({len(train_z)}); got {k}"
+            f"k must be between 1 and the number of training points "
+            f"({len(train_z)}); got {k}"
         )
     n_classes = int(train_y.max()) + 1
     predictions = []
@@ -116,10 +132,14 @@ def knn_accuracy(
 
 
 def prior_mismatch(z: torch.Tensor) -> float:
-    """How far codes z (N, L) drawn over the data are from the N(0, I) prior's spread: ||Cov[z] - I||_F."""
+    """How far the spread of codes z (N, L) is from the N(0, I) prior's.
+
+    The codes are drawn over the data; the result is ||Cov[z] - I||_F.
+    """
     if z.ndim != 2 or len(z) < 2:
         raise ValueError(
-            f"prior_mismatch expects codes of shape (N, L) with N >= 2; got {tuple(z.shape)}"
+            f"prior_mismatch expects codes of shape (N, L) with N >= 2; "
+            f"got {tuple(z.shape)}"
         )
     cov = torch.atleast_2d(torch.cov(z.double().T))
     return torch.linalg.matrix_norm(
@@ -128,10 +148,14 @@ def prior_mismatch(z: torch.Tensor) -> float:
 
 
 def mean_abs_correlation(z: torch.Tensor) -> float:
-    """Average |Pearson correlation| between different columns of z (N, L), L >= 2: 0 = uncorrelated."""
+    """Average |Pearson correlation| between different columns of z (N, L).
+
+    Needs L >= 2; 0 = uncorrelated.
+    """
     if z.ndim != 2 or z.shape[1] < 2 or len(z) < 2:
         raise ValueError(
-            f"mean_abs_correlation expects (N, L) with N, L >= 2; got {tuple(z.shape)}"
+            f"mean_abs_correlation expects (N, L) with N, L >= 2; "
+            f"got {tuple(z.shape)}"
         )
     c = torch.corrcoef(z.double().T).abs()
     n = len(c)

@@ -1,15 +1,21 @@
-"""The decoder's likelihood p(x|z): what its outputs mean, how they score pixels, their mean, a draw.
+"""The decoder's likelihood p(x|z): outputs, pixel scores, mean, a draw.
 
-The decoder emits P numbers per pixel, (B, P * D): the location's pre-activation first, then (for
-likelihoods with a learned scale) the scale's. Pixels are 8-bit, stored as k / 255 in [0, 1].
+What the decoder's outputs mean, how they score pixels, their mean, a draw.
 
-- "bernoulli": sigmoid of the output is the pixel's mean; scored by cross-entropy on grey levels,
-  which is not a density (see `vaelib.losses.bernoulli_nll`). The classic chapters use it.
-- "continuous_bernoulli", "gaussian" (fixed sigma), "gaussian_learned" (sigma per pixel, from the
-  decoder, at least config.scale_floor): densities on [0, 1] (the Gaussian on the real line),
-  scored on dequantized pixels (k + u) / 256, u ~ U(0, 1), so that -log p + D log 256 bounds the
+The decoder emits P numbers per pixel, (B, P * D): the location's
+pre-activation first, then (for likelihoods with a learned scale) the
+scale's. Pixels are 8-bit, stored as k / 255 in [0, 1].
+
+- "bernoulli": sigmoid of the output is the pixel's mean; scored by
+  cross-entropy on grey levels, which is not a density (see
+  `vaelib.losses.bernoulli_nll`). The classic chapters use it.
+- "continuous_bernoulli", "gaussian" (fixed sigma), "gaussian_learned"
+  (sigma per pixel, from the decoder, at least config.scale_floor):
+  densities on [0, 1] (the Gaussian on the real line), scored on dequantized
+  pixels (k + u) / 256, u ~ U(0, 1), so that -log p + D log 256 bounds the
   8-bit negative log-likelihood.
-- "discretized_logistic": a probability for each of the 256 values, scored on k itself.
+- "discretized_logistic": a probability for each of the 256 values, scored
+  on k itself.
 """
 
 from __future__ import annotations
@@ -32,22 +38,23 @@ from .losses import (
     gaussian_nll,
 )
 
-DENSITIES = (
-    "continuous_bernoulli",
-    "gaussian",
-    "gaussian_learned",
-)  # scored on dequantized pixels
+# scored on dequantized pixels
+DENSITIES = ("continuous_bernoulli", "gaussian", "gaussian_learned")
 BINS = LEVELS + 1  # 256 pixel values
-LOG_BINS = math.log(
-    BINS
-)  # nats a density on [0, 1] must add per pixel to score 8-bit pixels
+# nats a density on [0, 1] must add per pixel to score 8-bit pixels
+LOG_BINS = math.log(BINS)
 
 
 def continuous_bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
-    """E[x] of the continuous Bernoulli with lambda = sigmoid(logits), elementwise.
+    """E[x] of the continuous Bernoulli with lambda = sigmoid(logits).
 
-    lambda / (2 lambda - 1) + 1 / (2 artanh(1 - 2 lambda)) = 1 / (1 - exp(-l)) - 1 / l in the logit l,
-    with its Taylor series 1/2 + l / 12 - l^3 / 720 near l = 0; exact for any l (no clamping).
+    Elementwise. In the logit l,
+
+        lambda / (2 lambda - 1) + 1 / (2 artanh(1 - 2 lambda))
+            = 1 / (1 - exp(-l)) - 1 / l,
+
+    with its Taylor series 1/2 + l / 12 - l^3 / 720 near l = 0; exact for any
+    l (no clamping).
     """
     near_half = logits.abs() < 1e-2
     safe = torch.where(near_half, torch.ones_like(logits), logits)
@@ -58,9 +65,10 @@ def continuous_bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
 def continuous_bernoulli_icdf(
     logits: torch.Tensor, u: torch.Tensor
 ) -> torch.Tensor:
-    """The x with CDF(x) = u, CDF(x) = expm1(l x) / expm1(l), elementwise: inverse-CDF draws.
+    """The x with CDF(x) = u, elementwise: inverse-CDF draws.
 
-    Solved for l < 0 as log1p(u expm1(l)) / l; for l > 0 by the symmetry x -> 1 - x, l -> -l.
+    CDF(x) = expm1(l x) / expm1(l). Solved for l < 0 as
+    log1p(u expm1(l)) / l; for l > 0 by the symmetry x -> 1 - x, l -> -l.
     """
     a = -logits.abs()  # <= 0
     near_half = a > -1e-4
@@ -71,7 +79,10 @@ def continuous_bernoulli_icdf(
 
 
 def params_per_pixel(config: VAEConfig) -> int:
-    """How many numbers the decoder emits per pixel: 1, 2 with a learned scale, 3 per mixed logistic."""
+    """How many numbers the decoder emits per pixel.
+
+    1, or 2 with a learned scale, or 3 per mixed logistic.
+    """
     if config.likelihood == "gaussian_learned":
         return 2
     if config.likelihood == "discretized_logistic":
@@ -82,7 +93,10 @@ def params_per_pixel(config: VAEConfig) -> int:
 def location_and_scale(
     config: VAEConfig, out: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, 2D) decoder outputs -> location (B, D), scale (B, D) >= config.scale_floor."""
+    """(B, 2D) decoder outputs -> location (B, D), scale (B, D).
+
+    The scale is at least config.scale_floor.
+    """
     raw_loc, raw_scale = out.chunk(2, dim=1)
     loc = (
         raw_loc
@@ -95,13 +109,15 @@ def location_and_scale(
 def _mixture(
     config: VAEConfig, out: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Discretized logistic outputs -> log weights, locations, scales, each (B, K, D)."""
+    """Discretized logistic outputs -> log weights, locations, scales.
+
+    Each of them (B, K, D).
+    """
     if config.components == 1:
         loc, scale = location_and_scale(config, out)
         return torch.zeros_like(loc)[:, None], loc[:, None], scale[:, None]
-    raw = out.view(
-        len(out), 3, config.components, config.input_dim
-    )  # weight logits, locations, scales
+    # weight logits, locations, scales
+    raw = out.view(len(out), 3, config.components, config.input_dim)
     return (
         raw[:, 0].log_softmax(1),
         raw[:, 1],
@@ -110,18 +126,22 @@ def _mixture(
 
 
 def grid_levels(x: torch.Tensor, check: bool = True) -> torch.Tensor:
-    """Pixels k / 255 in [0, 1] -> the integers k (as floats), refusing values off the 8-bit grid."""
+    """Pixels k / 255 in [0, 1] -> the integers k (as floats).
+
+    Refuses values off the 8-bit grid.
+    """
     k = torch.round(x * LEVELS)
-    if (
-        not check
-    ):  # the caller checked the whole data set once (`check_pixels`)
+    if not check:
+        # the caller checked the whole data set once (`check_pixels`)
         return k
     off = (x * LEVELS - k).abs().max().item() if x.numel() else 0.0
     if off > 1e-3 or (x.numel() and (k.min() < 0 or k.max() > LEVELS)):
         raise ValueError(
-            "This likelihood needs 8-bit pixels k / 255 in [0, 1], as `load_mnist` gives them; got values "
-            f"{off * 255:.3g}/255 off that grid (or outside [0, 1]). Pass the images as loaded: do not "
-            "dequantize, blur or rescale them (the continuous likelihoods dequantize by themselves)."
+            "This likelihood needs 8-bit pixels k / 255 in [0, 1], "
+            "as `load_mnist` gives them; got values "
+            f"{off * 255:.3g}/255 off that grid (or outside [0, 1]). "
+            "Pass the images as loaded: do not dequantize, blur or rescale "
+            "them (the continuous likelihoods dequantize by themselves)."
         )
     return k
 
@@ -131,7 +151,10 @@ def dequantize(
     generator: torch.Generator | None = None,
     check: bool = True,
 ) -> torch.Tensor:
-    """8-bit pixels k / 255 -> (k + u) / 256 with u ~ U(0, 1) per pixel: a point in bin k of [0, 1]."""
+    """8-bit pixels k / 255 -> (k + u) / 256 with u ~ U(0, 1) per pixel.
+
+    That is a point in bin k of [0, 1].
+    """
     k = grid_levels(x, check)
     if generator is None:
         u = torch.rand_like(x)
@@ -146,7 +169,10 @@ def dequantize(
 
 
 def check_pixels(config: VAEConfig, x: torch.Tensor) -> None:
-    """Raise a clear error if config.likelihood cannot read these pixels (all but Bernoulli need 8-bit ones)."""
+    """Raise a clear error if config.likelihood cannot read these pixels.
+
+    All likelihoods but the Bernoulli need 8-bit ones.
+    """
     if config.likelihood != "bernoulli":
         grid_levels(x)
 
@@ -157,9 +183,10 @@ def prepare(
     generator: torch.Generator | None = None,
     check: bool = True,
 ) -> torch.Tensor:
-    """The pixels a likelihood scores (and the encoder sees): dequantized for the densities, else x.
+    """The pixels a likelihood scores (and the encoder sees).
 
-    check=False skips the 8-bit check (a training loop checks its data once, not every batch).
+    Dequantized for the densities, else x. check=False skips the 8-bit check
+    (a training loop checks its data once, not every batch).
     """
     if check:
         check_pixels(config, x)
@@ -171,7 +198,10 @@ def prepare(
 
 
 def nll(config: VAEConfig, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """-log p(x|z) per image under config.likelihood: decoder outputs (B, P*D), prepared x (B, D) -> (B,)."""
+    """-log p(x|z) per image under config.likelihood.
+
+    Decoder outputs (B, P*D), prepared x (B, D) -> (B,).
+    """
     name = config.likelihood
     if name == "bernoulli":
         return bernoulli_nll(out, x)
@@ -198,10 +228,11 @@ def nll_function(
 
 
 def mean(config: VAEConfig, out: torch.Tensor) -> torch.Tensor:
-    """E[x | z] per pixel: decoder outputs (B, P*D) -> (B, D), in [0, 1] for all but the Gaussians.
+    """E[x | z] per pixel: decoder outputs (B, P*D) -> (B, D).
 
-    For the continuous Bernoulli the mean is not lambda = sigmoid(out); for the discretized logistic
-    it is the exact average over the 256 values (the edge bins pull it inside [0, 1]).
+    In [0, 1] for all but the Gaussians. For the continuous Bernoulli the mean
+    is not lambda = sigmoid(out); for the discretized logistic it is the exact
+    average over the 256 values (the edge bins pull it inside [0, 1]).
     """
     name = config.likelihood
     if name == "bernoulli":
@@ -219,8 +250,8 @@ def mean(config: VAEConfig, out: torch.Tensor) -> torch.Tensor:
         probs = (
             (log_w + discretized_logistic_log_probs(loc, scale, values))
             .exp()
-            .sum(1)
-        )  # (16, D, 256)
+            .sum(1)  # (16, D, 256)
+        )
         rows.append((probs * values).sum(-1) / LEVELS)
     return torch.cat(rows)
 
@@ -232,13 +263,12 @@ def sample(
 ) -> torch.Tensor:
     """One draw x ~ p(x | z) per pixel: decoder outputs (B, P*D) -> (B, D).
 
-    Bernoulli draws are 0 or 1; Gaussian draws can leave [0, 1] (plots clip them); discretized
-    logistic draws are 8-bit values k / 255.
+    Bernoulli draws are 0 or 1; Gaussian draws can leave [0, 1] (plots clip
+    them); discretized logistic draws are 8-bit values k / 255.
     """
     name = config.likelihood
-    where = draw_on(
-        generator, out.device
-    )  # the draws are made on the generator's device
+    # the draws are made on the generator's device
+    where = draw_on(generator, out.device)
     if name == "bernoulli":
         return torch.bernoulli(
             torch.sigmoid(out).to(where), generator=generator
@@ -269,7 +299,6 @@ def sample(
         .view(len(u), 1, -1)
     )
     loc, scale = locs.gather(1, pick)[:, 0], scales.gather(1, pick)[:, 0]
-    logistic = loc + scale * (
-        u.log() - torch.log1p(-u)
-    )  # a continuous logistic draw, then its bin
+    # a continuous logistic draw, then its bin
+    logistic = loc + scale * (u.log() - torch.log1p(-u))
     return torch.round(logistic * LEVELS).clamp(0, LEVELS) / LEVELS

@@ -1,12 +1,14 @@
 """The VAE objective, per image, in nats.
 
-Every function returns one number per image (shape (B,)): sums over pixels and over latent
-dimensions, never means. Averages over a data set are then "nats per image", the unit the
-book reports, and do not depend on the batch size.
+Every function returns one number per image (shape (B,)): sums over pixels
+and over latent dimensions, never means. Averages over a data set are then
+"nats per image", the unit the book reports, and do not depend on the batch
+size.
 
-One negative log-likelihood per decoder likelihood: `bernoulli_nll` (the classic choice, not a
-density on grey levels), `continuous_bernoulli_nll`, `gaussian_nll` and `discretized_logistic_nll`
-(8-bit pixels). `vaelib.likelihoods` picks one from the config.
+One negative log-likelihood per decoder likelihood: `bernoulli_nll` (the
+classic choice, not a density on grey levels), `continuous_bernoulli_nll`,
+`gaussian_nll` and `discretized_logistic_nll` (8-bit pixels).
+`vaelib.likelihoods` picks one from the config.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ LEVELS = 255  # 8-bit pixels take the values k / LEVELS, k = 0..LEVELS
 
 
 class LossTerms(NamedTuple):
-    """Per-image terms, each (B,): loss = recon + beta * kl, and -ELBO = recon + kl."""
+    """Per-image terms, each (B,).
+
+    loss = recon + beta * kl, and -ELBO = recon + kl.
+    """
 
     loss: torch.Tensor  # what is minimised: recon + beta * kl
     recon: torch.Tensor  # -E_q[log p(x|z)], one-sample estimate
@@ -34,22 +39,29 @@ class LossTerms(NamedTuple):
 def gaussian_kl_per_dim(
     mu: torch.Tensor, logvar: torch.Tensor
 ) -> torch.Tensor:
-    """KL(N(mu_j, exp(logvar_j)) || N(0, 1)) of every latent dimension: (B, L) -> (B, L)."""
+    """KL(N(mu_j, exp(logvar_j)) || N(0, 1)) of every latent dimension.
+
+    (B, L) -> (B, L).
+    """
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, diag(exp(logvar))) || N(0, I)): the per-dimension KLs summed, (B, L) -> (B,)."""
+    """KL(N(mu, diag(exp(logvar))) || N(0, I)): (B, L) -> (B,).
+
+    The per-dimension KLs summed.
+    """
     return gaussian_kl_per_dim(mu, logvar).sum(dim=1)
 
 
 def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Bernoulli cross-entropy of pixels x in [0, 1] against sigmoid(logits), summed: (B, D) -> (B,).
+    """Bernoulli cross-entropy of pixels x in [0, 1] against sigmoid(logits).
 
-    For black-and-white pixels this is -log p(x|z). For grey levels it is not: Bern(x; p) =
-    p^x (1 - p)^(1 - x) does not integrate to 1 over x in [0, 1], so the number is no negative
-    log-density (`log_cb_normaliser` is what is missing). Uses the logits form, which is exact
-    where sigmoid + BCE would saturate to log(0).
+    Summed over pixels: (B, D) -> (B,). For black-and-white pixels this is
+    -log p(x|z). For grey levels it is not: Bern(x; p) = p^x (1 - p)^(1 - x)
+    does not integrate to 1 over x in [0, 1], so the number is no negative
+    log-density (`log_cb_normaliser` is what is missing). Uses the logits
+    form, which is exact where sigmoid + BCE would saturate to log(0).
     """
     return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(
         dim=1
@@ -57,20 +69,22 @@ def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def log_cb_normaliser(logits: torch.Tensor) -> torch.Tensor:
-    """log C(lambda) of the continuous Bernoulli, lambda = sigmoid(logits), elementwise.
+    """log C(lambda) of the continuous Bernoulli, lambda = sigmoid(logits).
 
-    C = 2 artanh(1 - 2 lambda) / (1 - 2 lambda) = l / tanh(l / 2) in terms of the logit l: even
-    in l, 2 at l = 0 (lambda = 1/2), about |l| for large |l|. Written as log|l| - log tanh(|l|/2)
-    with tanh in expm1/log1p form, and a Taylor series log 2 + l^2 / 12 near l = 0.
+    Elementwise. In terms of the logit l,
+
+        C = 2 artanh(1 - 2 lambda) / (1 - 2 lambda) = l / tanh(l / 2):
+
+    even in l, 2 at l = 0 (lambda = 1/2), about |l| for large |l|. Written as
+    log|l| - log tanh(|l|/2) with tanh in expm1/log1p form, and a Taylor
+    series log 2 + l^2 / 12 near l = 0.
     """
     a = logits.abs()
     near_half = a < 1e-3
-    safe = torch.where(
-        near_half, torch.ones_like(a), a
-    )  # keeps NaN out of the unused branch's gradient
-    log_tanh = torch.log(-torch.expm1(-safe)) - torch.log1p(
-        torch.exp(-safe)
-    )  # log tanh(safe / 2)
+    # keeps NaN out of the unused branch's gradient
+    safe = torch.where(near_half, torch.ones_like(a), a)
+    # log tanh(safe / 2)
+    log_tanh = torch.log(-torch.expm1(-safe)) - torch.log1p(torch.exp(-safe))
     return torch.where(
         near_half, math.log(2) + logits.pow(2) / 12, safe.log() - log_tanh
     )
@@ -79,9 +93,10 @@ def log_cb_normaliser(logits: torch.Tensor) -> torch.Tensor:
 def continuous_bernoulli_nll(
     logits: torch.Tensor, x: torch.Tensor
 ) -> torch.Tensor:
-    """-log p(x|z) under the continuous Bernoulli (Loaiza-Ganem & Cunningham, 2019): (B, D) -> (B,).
+    """-log p(x|z) under the continuous Bernoulli: (B, D) -> (B,).
 
-    A density on [0, 1]: the Bernoulli cross-entropy minus the log normaliser of every pixel.
+    A density on [0, 1] (Loaiza-Ganem & Cunningham, 2019): the Bernoulli
+    cross-entropy minus the log normaliser of every pixel.
     """
     return bernoulli_nll(logits, x) - log_cb_normaliser(logits).sum(dim=1)
 
@@ -89,7 +104,10 @@ def continuous_bernoulli_nll(
 def gaussian_nll(
     mean: torch.Tensor, sigma: torch.Tensor | float, x: torch.Tensor
 ) -> torch.Tensor:
-    """-log N(x; mean, sigma^2) summed over pixels: (B, D) -> (B,); sigma a number or (B, D)."""
+    """-log N(x; mean, sigma^2) summed over pixels: (B, D) -> (B,).
+
+    sigma is a number or (B, D).
+    """
     sigma = torch.as_tensor(sigma, dtype=mean.dtype, device=mean.device)
     return (
         (0.5 * ((x - mean) / sigma).pow(2) + sigma.log() + 0.5 * LOG_2PI)
@@ -101,35 +119,40 @@ def gaussian_nll(
 def discretized_logistic_log_probs(
     loc: torch.Tensor, scale: torch.Tensor, k: torch.Tensor
 ) -> torch.Tensor:
-    """log P(pixel = k) of a logistic(loc, scale) on [0, 1] rounded to the grid k / 255, elementwise.
+    """log P(pixel = k) of a logistic(loc, scale) rounded to the grid k / 255.
 
-    Bin k covers [(k - 1/2) / 255, (k + 1/2) / 255); the edge bins take the tails (k = 0 everything
-    below 1/510, k = 255 everything above 1 - 1/510), so the 256 probabilities sum to 1. With
-    a > b the bin's edges in scale units, P = sigmoid(a) - sigmoid(b) = sigmoid(a) sigmoid(-b)
-    (1 - exp(b - a)), computed in logs; an edge bin drops the terms of its open end. (Infinite
-    edges would give the same values, but NaN gradients: inf * 0 in the backward pass.)
+    Elementwise; the logistic lives on [0, 1]. Bin k covers
+    [(k - 1/2) / 255, (k + 1/2) / 255); the edge bins take the tails (k = 0
+    everything below 1/510, k = 255 everything above 1 - 1/510), so the 256
+    probabilities sum to 1. With a > b the bin's edges in scale units,
+    P = sigmoid(a) - sigmoid(b) = sigmoid(a) sigmoid(-b) (1 - exp(b - a)),
+    computed in logs; an edge bin drops the terms of its open end. (Infinite
+    edges would give the same values, but NaN gradients: inf * 0 in the
+    backward pass.)
     """
     inv = scale.reciprocal()
     centred = k / LEVELS - loc
     a, b = (centred + 0.5 / LEVELS) * inv, (centred - 0.5 / LEVELS) * inv
     top, bottom = k >= LEVELS, k <= 0  # functions of k only: cheap, broadcast
     zero = torch.zeros((), dtype=a.dtype, device=a.device)
-    upper = torch.where(
-        top, zero, F.logsigmoid(a)
-    )  # log P(below the upper edge); 0 for the top bin
-    lower = torch.where(
-        bottom, zero, F.logsigmoid(-b)
-    )  # log P(above the lower edge); 0 for the bottom bin
+    # log P(below the upper edge); 0 for the top bin
+    upper = torch.where(top, zero, F.logsigmoid(a))
+    # log P(above the lower edge); 0 for the bottom bin
+    lower = torch.where(bottom, zero, F.logsigmoid(-b))
+    # log(1 - exp(b - a))
     width = torch.where(
         top | bottom, zero, torch.log(-torch.expm1(-inv / LEVELS))
-    )  # log(1 - exp(b - a))
+    )
     return upper + lower + width
 
 
 def discretized_logistic_nll(
     loc: torch.Tensor, scale: torch.Tensor, k: torch.Tensor
 ) -> torch.Tensor:
-    """-log P(x|z) of 8-bit pixels k (integers 0..255 as floats) under a discretized logistic: (B, D) -> (B,)."""
+    """-log P(x|z) of 8-bit pixels k under a discretized logistic.
+
+    k holds the integers 0..255 as floats: (B, D) -> (B,).
+    """
     return -discretized_logistic_log_probs(loc, scale, k).sum(dim=1)
 
 
@@ -138,9 +161,10 @@ def free_bits_kl(
 ) -> torch.Tensor:
     """The KL penalty with free bits (Kingma et al., 2016): (B, L) -> (B,).
 
-    A latent dimension whose KL, averaged over the batch, is below `free_bits` nats costs a constant
-    `free_bits` (so no gradient pushes it to zero); dimensions above pay their KL as usual. The batch
-    mean of the result is sum_j max(free_bits, mean_i KL_ij).
+    A latent dimension whose KL, averaged over the batch, is below
+    `free_bits` nats costs a constant `free_bits` (so no gradient pushes it
+    to zero); dimensions above pay their KL as usual. The batch mean of the
+    result is sum_j max(free_bits, mean_i KL_ij).
     """
     kl = gaussian_kl_per_dim(mu, logvar)  # (B, L)
     below = kl.mean(dim=0, keepdim=True) < free_bits  # (1, L)
@@ -156,11 +180,12 @@ def vae_loss(
     free_bits: float = 0.0,
     nll: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = bernoulli_nll,
 ) -> LossTerms:
-    """All terms of the (beta-weighted) negative ELBO for one batch, per image: each (B,).
+    """All terms of the (beta-weighted) negative ELBO for one batch.
 
-    `nll(decoder outputs, x (B, D))` scores the pixels (`vaelib.likelihoods.nll_function` gives the
-    config's). With free_bits > 0 the loss's KL penalty is `free_bits_kl`; the reported kl is always
-    the true KL.
+    Per image: each (B,). `nll(decoder outputs, x (B, D))` scores the pixels
+    (`vaelib.likelihoods.nll_function` gives the config's). With
+    free_bits > 0 the loss's KL penalty is `free_bits_kl`; the reported kl is
+    always the true KL.
     """
     recon = nll(logits, x.reshape(len(x), -1))
     kl = gaussian_kl(mu, logvar)

@@ -1,9 +1,11 @@
-"""The VAE: a Gaussian MLP encoder and an MLP decoder whose outputs parameterise p(x|z).
+"""The VAE: a Gaussian MLP encoder and an MLP decoder for p(x|z).
 
-The decoder's likelihood is config.likelihood (Bernoulli logits by default; see `vaelib.likelihoods`).
+The decoder's outputs parameterise p(x|z). Its likelihood is
+config.likelihood (Bernoulli logits by default; see `vaelib.likelihoods`).
 
-With config.num_classes > 0 it is a conditional VAE (Sohn et al., 2015): the one-hot label is
-appended to the encoder's input and to the decoder's input, so z only has to describe style.
+With config.num_classes > 0 it is a conditional VAE (Sohn et al., 2015): the
+one-hot label is appended to the encoder's input and to the decoder's input,
+so z only has to describe style.
 """
 
 from __future__ import annotations
@@ -20,9 +22,14 @@ from .repro import draw_on
 
 
 class VAEOutput(NamedTuple):
-    """What one forward pass returns (B = batch size, D = pixels, L = latent_dim)."""
+    """What one forward pass returns.
 
-    logits: torch.Tensor  # (B, P*D) decoder outputs: Bernoulli logits (P = 1) by default, see vaelib.likelihoods
+    B = batch size, D = pixels, L = latent_dim.
+    """
+
+    # (B, P*D) decoder outputs: Bernoulli logits (P = 1) by default,
+    # see vaelib.likelihoods
+    logits: torch.Tensor
     mu: torch.Tensor  # (B, L) mean of q(z|x)
     logvar: torch.Tensor  # (B, L) log-variance of q(z|x)
     z: torch.Tensor  # (B, L) the reparameterised sample fed to the decoder
@@ -37,7 +44,10 @@ def mlp(
     dropout: float,
     activation: str = "relu",
 ) -> nn.Sequential:
-    """Linear -> [BatchNorm] -> activation -> [Dropout] for each consecutive pair in `sizes`."""
+    """Linear -> [BatchNorm] -> activation -> [Dropout], layer by layer.
+
+    One such block for each consecutive pair in `sizes`.
+    """
     layers: list[nn.Module] = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):
         layers.append(nn.Linear(n_in, n_out))
@@ -54,7 +64,10 @@ def reparameterize(
     logvar: torch.Tensor,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """z = mu + sigma * eps with eps ~ N(0, I); differentiable in mu and logvar. (B, L) -> (B, L)."""
+    """z = mu + sigma * eps with eps ~ N(0, I): (B, L) -> (B, L).
+
+    Differentiable in mu and logvar.
+    """
     if generator is None:
         eps = torch.randn_like(mu)
     else:
@@ -69,7 +82,11 @@ def reparameterize(
 
 
 class VAE(nn.Module):
-    """MLP VAE: x (B, C, H, W) -> q(z|x) = N(mu, diag(exp(logvar))) -> decoder outputs (B, P*D) of p(x|z)."""
+    """MLP VAE: x (B, C, H, W) -> q(z|x) -> decoder outputs (B, P*D).
+
+    q(z|x) = N(mu, diag(exp(logvar))); the decoder outputs parameterise
+    p(x|z).
+    """
 
     def __init__(self, config: VAEConfig | None = None):
         super().__init__()
@@ -102,43 +119,50 @@ class VAE(nn.Module):
         )
 
     def flatten(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) or (B, D) -> (B, D), with a clear error for any other shape."""
+        """(B, C, H, W) or (B, D) -> (B, D), a clear error for other shapes."""
         shape, d = tuple(self.config.input_shape), self.config.input_dim
         if x.ndim >= 2 and (
             tuple(x.shape[1:]) == shape or tuple(x.shape[1:]) == (d,)
         ):
             return x.reshape(len(x), d)
         raise ValueError(
-            f"VAE expects a batch of shape (B, {', '.join(map(str, shape))}) or (B, {d}); "
-            f"got {tuple(x.shape)}. For one image add a batch dimension: x.unsqueeze(0)."
+            f"VAE expects a batch of shape (B, {', '.join(map(str, shape))}) "
+            f"or (B, {d}); got {tuple(x.shape)}. "
+            f"For one image add a batch dimension: x.unsqueeze(0)."
         )
 
     def with_labels(
         self, h: torch.Tensor, labels: torch.Tensor | None
     ) -> torch.Tensor:
-        """(B, K) -> (B, K + num_classes) with one-hot labels appended; unchanged for an unconditional model."""
+        """(B, K) -> (B, K + num_classes) with one-hot labels appended.
+
+        Unchanged for an unconditional model.
+        """
         n_cls = self.config.num_classes
         if not n_cls:
             if labels is not None:
                 raise ValueError(
-                    "labels were given to an unconditional VAE (num_classes=0); drop them, or "
-                    "train a conditional one with VAEConfig(num_classes=10)."
+                    "labels were given to an unconditional VAE "
+                    "(num_classes=0); drop them, or train a conditional one "
+                    "with VAEConfig(num_classes=10)."
                 )
             return h
         if labels is None:
             raise ValueError(
-                f"This VAE is conditional (num_classes={n_cls}): pass labels, a (B,) tensor of "
-                f"integers in 0..{n_cls - 1}, e.g. model(x, labels) or model.decode(z, labels)."
+                f"This VAE is conditional (num_classes={n_cls}): pass labels, "
+                f"a (B,) tensor of integers in 0..{n_cls - 1}, "
+                f"e.g. model(x, labels) or model.decode(z, labels)."
             )
         labels = torch.as_tensor(labels, device=h.device)
         if labels.shape != (len(h),) or labels.dtype.is_floating_point:
             raise ValueError(
-                f"labels must be integers of shape ({len(h)},), one per image; got "
-                f"{labels.dtype} {tuple(labels.shape)}"
+                f"labels must be integers of shape ({len(h)},), "
+                f"one per image; got {labels.dtype} {tuple(labels.shape)}"
             )
         if len(labels) and (labels.min() < 0 or labels.max() >= n_cls):
             raise ValueError(
-                f"labels must lie in 0..{n_cls - 1}; got values from {labels.min().item()} "
+                f"labels must lie in 0..{n_cls - 1}; "
+                f"got values from {labels.min().item()} "
                 f"to {labels.max().item()}"
             )
         return torch.cat(
@@ -155,20 +179,25 @@ class VAE(nn.Module):
     def decode_logits(
         self, z: torch.Tensor, labels: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """z (B, L) [, labels (B,)] -> decoder outputs (B, P*D): Bernoulli logits (B, D) by default."""
+        """z (B, L) [, labels (B,)] -> decoder outputs (B, P*D).
+
+        By default these are Bernoulli logits (B, D).
+        """
         if z.ndim != 2 or z.shape[1] != self.config.latent_dim:
             raise ValueError(
-                f"decode expects z of shape (B, {self.config.latent_dim}); got {tuple(z.shape)}"
+                f"decode expects z of shape (B, {self.config.latent_dim}); "
+                f"got {tuple(z.shape)}"
             )
         return self.to_logits(self.decoder(self.with_labels(z, labels)))
 
     def decode(
         self, z: torch.Tensor, labels: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """z (B, L) [, labels (B,)] -> the decoder's mean images E[x | z], (B, C, H, W).
+        """z (B, L) [, labels (B,)] -> mean images E[x | z], (B, C, H, W).
 
-        For the Bernoulli likelihood E[x | z] = sigmoid(logits). A mean image is not a sample:
-        `sample` draws x ~ p(x | z).
+        The decoder's means. For the Bernoulli likelihood
+        E[x | z] = sigmoid(logits). A mean image is not a sample: `sample`
+        draws x ~ p(x | z).
         """
         means = likelihoods.mean(self.config, self.decode_logits(z, labels))
         return means.reshape(len(z), *self.config.input_shape)
@@ -179,7 +208,10 @@ class VAE(nn.Module):
         labels: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> VAEOutput:
-        """x (B, C, H, W) [, labels (B,)] -> logits (B, D), mu, logvar, z (B, L)."""
+        """x (B, C, H, W) [, labels (B,)] -> logits, mu, logvar, z.
+
+        Shapes: logits (B, D), mu, logvar and z (B, L).
+        """
         mu, logvar = self.encode(x, labels)
         z = reparameterize(mu, logvar, generator)
         return VAEOutput(self.decode_logits(z, labels), mu, logvar, z)
@@ -191,7 +223,10 @@ class VAE(nn.Module):
         generator: torch.Generator | None = None,
         labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Decoder means (n, C, H, W) of n codes z ~ N(0, I) [given labels (n,) for a conditional model]."""
+        """Decoder means (n, C, H, W) of n codes z ~ N(0, I).
+
+        A conditional model needs labels (n,).
+        """
         device = next(self.parameters()).device
         z = torch.randn(
             n,
@@ -208,10 +243,11 @@ class VAE(nn.Module):
         generator: torch.Generator | None = None,
         labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """n images (n, C, H, W) drawn from the model: z ~ N(0, I), then every pixel x ~ p(x | z).
+        """n images (n, C, H, W) drawn from the model.
 
-        Bernoulli draws are black-and-white. With the same generator state they use the same codes
-        z as `mean_images`, so the two can be shown side by side.
+        First z ~ N(0, I), then every pixel x ~ p(x | z). Bernoulli draws are
+        black-and-white. With the same generator state they use the same
+        codes z as `mean_images`, so the two can be shown side by side.
         """
         device = next(self.parameters()).device
         z = torch.randn(
@@ -227,7 +263,10 @@ class VAE(nn.Module):
 
 
 def build_model(config: VAEConfig) -> VAE:
-    """A freshly initialised VAE on config.device; weights depend only on config.seed."""
+    """A freshly initialised VAE on config.device.
+
+    Its weights depend only on config.seed.
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = VAE(config)
@@ -235,12 +274,18 @@ def build_model(config: VAEConfig) -> VAE:
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters (BatchNorm running statistics are buffers, not counted)."""
+    """Number of trainable parameters.
+
+    BatchNorm running statistics are buffers, not counted.
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def train_flops_per_image(model: nn.Module) -> float:
-    """Matmul FLOPs to train on one image: forward, weight gradients, and every input gradient but layer 1's."""
+    """Matmul FLOPs to train on one image.
+
+    Forward, weight gradients, and every input gradient but layer 1's.
+    """
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     macs = sum(m.in_features * m.out_features for m in linears)
     return 2.0 * (3 * macs - linears[0].in_features * linears[0].out_features)

@@ -1,4 +1,4 @@
-"""Helpers for chapters: show the library's own source instead of pasting a second copy."""
+"""Helpers for chapters: show the library's own source instead of a copy."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import textwrap
 
 
 def show_source(*objects):
-    """Syntax-highlighted source of functions/classes, for display in Jupyter, Colab and the book."""
+    """Syntax-highlighted source of functions or classes, for display."""
     from IPython.display import Code
 
     return Code(
@@ -17,9 +17,10 @@ def show_source(*objects):
 
 
 def glue(name: str, value) -> None:
-    """Hand a computed value to the book's prose, where {glue:text}`name` prints it (myst-nb).
+    """Hand a computed value to the book's prose: {glue:text}`name` prints it.
 
-    Outside a book build (Colab, plain Jupyter without myst-nb) there is no prose to fill: no-op.
+    Uses myst-nb. Outside a book build (Colab, plain Jupyter without myst-nb)
+    there is no prose to fill: no-op.
     """
     try:
         from myst_nb import glue as myst_glue
@@ -29,7 +30,7 @@ def glue(name: str, value) -> None:
 
 
 def layer_table(model, x):
-    """One row per leaf module for one forward pass of x: name, type, output shape, parameters."""
+    """One row per leaf module for a pass of x: type, output shape, size."""
     import pandas as pd
     import torch
 

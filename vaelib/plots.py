@@ -1,4 +1,4 @@
-"""The figures chapters use: image grids, reconstructions, samples, latent scatter, curves."""
+"""The chapters' figures: image grids, samples, latent scatter, curves."""
 
 from __future__ import annotations
 
@@ -16,14 +16,29 @@ if TYPE_CHECKING:
 
 
 def _plt():
-    """matplotlib.pyplot, imported on first use: importing vaelib picks no matplotlib backend."""
+    """matplotlib.pyplot, imported on first use (no backend at import)."""
     import matplotlib.pyplot as plt
 
     return plt
 
 
+# seaborn's theme, the same for every chapter: no grid behind images,
+# colour-blind-safe cycle (C7 stays grey), matplotlib's own font sizes
+BOOK_THEME = {"context": "notebook", "style": "ticks", "palette": "colorblind"}
+
+
+def use_book_theme() -> None:
+    """Give every figure drawn after this call the book's seaborn theme."""
+    import seaborn as sns
+
+    sns.set_theme(**BOOK_THEME, font_scale=0.85)
+    _plt().rcParams.update(
+        {"axes.spines.top": False, "axes.spines.right": False}
+    )
+
+
 def image_grid(images: torch.Tensor, ncols: int) -> np.ndarray:
-    """(N, 1, H, W) images -> one (rows*H, ncols*W) array, padded with blank tiles."""
+    """(N, 1, H, W) images -> one (rows*H, ncols*W) array, blank-padded."""
     x = (
         images.detach()
         .float()
@@ -60,7 +75,7 @@ def show_images(
 def plot_image_rows(
     rows: dict[str, torch.Tensor], ncols: int | None = None
 ) -> Figure:
-    """One labelled row of images per entry of `rows` (each (N, 1, H, W) in [0, 1])."""
+    """A labelled row of images per entry of `rows` ((N, 1, H, W), [0, 1])."""
     ncols = ncols or max(len(v) for v in rows.values())
     fig, axes = _plt().subplots(
         len(rows), 1, figsize=(ncols * 0.7, 0.95 * len(rows)), squeeze=False
@@ -76,7 +91,7 @@ def plot_image_rows(
 def plot_reconstructions(
     model: VAE, images: torch.Tensor, n: int = 10
 ) -> Figure:
-    """Top row: n inputs; bottom row: the decoder's mean image for each input's posterior mean."""
+    """Top: n inputs; bottom: the decoder's mean at each posterior mean."""
     model.eval()
     x = images[:n].to(next(model.parameters()).device)
     return plot_image_rows(
@@ -88,12 +103,11 @@ def plot_reconstructions(
 def plot_generated(
     model: VAE, n: int = 40, ncols: int = 10, seed: int = 0
 ) -> Figure:
-    """For n codes z ~ N(0, I): the decoder's mean images (left) and one draw x ~ p(x|z) each (right)."""
+    """n codes z ~ N(0, I): decoder means (left), draws x ~ p(x|z) (right)."""
     model.eval()
     means = model.mean_images(n, torch.Generator().manual_seed(seed))
-    draws = model.sample(
-        n, torch.Generator().manual_seed(seed)
-    )  # the same codes z
+    # the same codes z
+    draws = model.sample(n, torch.Generator().manual_seed(seed))
     nrows = -(-n // ncols)
     fig, axes = _plt().subplots(
         1, 2, figsize=(2 * ncols * 0.6, nrows * 0.6 + 0.4)
@@ -105,7 +119,7 @@ def plot_generated(
 
 
 def project_2d(z: torch.Tensor) -> tuple[torch.Tensor, str]:
-    """(N, L) -> (N, 2): the latent itself if L <= 2, else its top two principal components."""
+    """(N, L) -> (N, 2): the latent if L <= 2, else its top two PCs."""
     if z.shape[1] == 1:
         return torch.cat([z, torch.zeros_like(z)], dim=1), "z"
     if z.shape[1] == 2:
@@ -118,7 +132,7 @@ def project_2d(z: torch.Tensor) -> tuple[torch.Tensor, str]:
 def plot_latent_scatter(
     model: VAE, images: torch.Tensor, labels: torch.Tensor, ax=None
 ) -> Figure:
-    """Posterior means of `images`, coloured by digit label (PCA to 2-D if latent_dim > 2)."""
+    """Posterior means of `images` by label (PCA to 2-D if latent > 2)."""
     z, prefix = project_2d(latent_means(model, images))
     if ax is None:
         _, ax = _plt().subplots(figsize=(6, 5))
@@ -139,7 +153,7 @@ def plot_latent_scatter(
 
 
 def plot_training_curves(history: pd.DataFrame) -> Figure:
-    """Loss, reconstruction and KL per epoch, train vs validation, in nats per image."""
+    """Loss, reconstruction and KL per epoch, train vs validation (nats)."""
     fig, axes = _plt().subplots(1, 3, figsize=(12, 3.2))
     for ax, (key, title) in zip(
         axes,
@@ -161,7 +175,7 @@ def plot_training_curves(history: pd.DataFrame) -> Figure:
 
 @torch.no_grad()
 def plot_manifold(model: VAE, n: int = 20, tail: float = 0.025) -> Figure:
-    """Decoded n x n grid of a 2-D latent space at the prior's quantiles (axes show z)."""
+    """Decoded n x n grid of a 2-D latent at the prior's quantiles."""
     model.eval()
     z = prior_grid(n, tail)
     images = model.decode(z.to(next(model.parameters()).device))

@@ -1,4 +1,4 @@
-"""Reproducibility: one call seeds every random number generator a chapter uses."""
+"""Reproducibility: one call seeds every random number generator."""
 
 from __future__ import annotations
 
@@ -9,16 +9,20 @@ import torch
 
 
 def draw_on(generator: torch.Generator | None, device) -> torch.device:
-    """Where to draw random numbers: on the generator's own device, else on `device`.
+    """Where to draw random numbers: the generator's device, else `device`.
 
-    Drawing there and moving the result lets a CPU generator (`seed_everything` returns one) feed a
-    model on a GPU, and gives the same numbers on either.
+    Drawing there and moving the result lets a CPU generator
+    (`seed_everything` returns one) feed a model on a GPU, and gives the
+    same numbers on either.
     """
     return generator.device if generator is not None else torch.device(device)
 
 
 def seed_everything(seed: int = 0) -> torch.Generator:
-    """Seed Python, NumPy and PyTorch (all devices); return a CPU generator seeded the same."""
+    """Seed Python, NumPy and PyTorch (all devices).
+
+    Returns a CPU generator seeded the same.
+    """
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds CUDA and MPS

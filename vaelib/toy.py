@@ -1,7 +1,8 @@
-"""Toy latent-variable models small enough that log p(x) is known: the ELBO chapter's test bench.
+"""Toy latent-variable models small enough that log p(x) is known.
 
-Everything is one-dimensional (z and x are scalars) and broadcasts over tensors; float64 is used
-so that identities can be checked to machine precision.
+They are the ELBO chapter's test bench. Everything is one-dimensional (z and x
+are scalars) and broadcasts over tensors; float64 is used so that identities
+can be checked to machine precision.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ def normal_log_prob(x: torch.Tensor, mean, var) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class LinearGaussian:
-    """z ~ N(0, 1), x | z ~ N(w z + b, s^2). Marginal and posterior are Gaussian, in closed form."""
+    """z ~ N(0, 1), x | z ~ N(w z + b, s^2).
+
+    Marginal and posterior are Gaussian, in closed form.
+    """
 
     w: float = 2.0  # how strongly x depends on z
     b: float = 0.5  # offset of x
@@ -47,7 +51,10 @@ class LinearGaussian:
     def elbo(
         self, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
     ) -> torch.Tensor:
-        """E_q[log p(x|z)] - KL(q || p(z)) for q = N(mu, exp(logvar)), in closed form."""
+        """E_q[log p(x|z)] - KL(q || p(z)) in closed form.
+
+        For q = N(mu, exp(logvar)).
+        """
         var = logvar.exp()
         expected_loglik = -0.5 * (
             LOG_2PI
@@ -78,7 +85,10 @@ def log_marginal_numerical(
     z_max: float = 12.0,
     n: int = 24_001,
 ) -> torch.Tensor:
-    """log p(x) = log of the integral of p(x, z) dz, by the trapezoid rule on a grid: x (N,) -> (N,)."""
+    """log p(x) = log of the integral of p(x, z) dz: x (N,) -> (N,).
+
+    By the trapezoid rule on a grid.
+    """
     z = torch.linspace(z_min, z_max, n, dtype=torch.float64)
     log_weights = torch.full(
         (n,), math.log((z_max - z_min) / (n - 1)), dtype=torch.float64
@@ -96,7 +106,10 @@ def reparam_gradients(
     n: int,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """n one-sample estimates of d/d(mu, logvar) E_q[f(z)], q = N(mu, exp(logvar)), via z = mu + sigma eps: (n, 2)."""
+    """n one-sample estimates of d/d(mu, logvar) E_q[f(z)]: (n, 2).
+
+    q = N(mu, exp(logvar)), reparameterised as z = mu + sigma eps.
+    """
     eps = torch.randn(n, generator=generator, dtype=torch.float64)
     mus = torch.full((n,), mu, dtype=torch.float64, requires_grad=True)
     logvars = torch.full((n,), logvar, dtype=torch.float64, requires_grad=True)
@@ -111,7 +124,10 @@ def score_gradients(
     n: int,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """n one-sample score-function (REINFORCE) estimates f(z) * d/d(mu, logvar) log q(z): (n, 2)."""
+    """n one-sample score-function (REINFORCE) estimates: (n, 2).
+
+    Each is f(z) * d/d(mu, logvar) log q(z).
+    """
     var = math.exp(logvar)
     z = mu + math.sqrt(var) * torch.randn(
         n, generator=generator, dtype=torch.float64

@@ -1,4 +1,7 @@
-"""Training: Adam, LR scheduling, early stopping, atomic checkpoints, resume, metrics CSV."""
+"""Training: Adam, LR scheduling, early stopping, checkpoints and resume.
+
+Checkpoints are written atomically, and every epoch's metrics go to a CSV.
+"""
 
 from __future__ import annotations
 
@@ -36,24 +39,26 @@ class TrainingDivergedError(RuntimeError):
 
 @dataclass
 class FitResult:
-    """What `fit` returns; the model itself is left holding the best weights."""
+    """What `fit` returns; the model is left holding the best weights."""
 
-    history: pd.DataFrame  # per epoch: lr, train_/val_ loss, recon, kl (nats/image), train_seconds, seconds
+    # per epoch: lr, train_/val_ loss, recon, kl (nats/image),
+    # train_seconds, seconds
+    history: pd.DataFrame
     best_epoch: int  # 1-based epoch with the lowest validation loss
     best_val_loss: float  # that loss, nats per image
-    stopped_early: (
-        bool  # True if early stopping ended the run before config.epochs
-    )
-    run_dir: (
-        Path | None
-    )  # where best.pt, last.pt and metrics.csv are, if anywhere
-    trained: bool = (
-        True  # False when vaelib.load_run read the run back from disk
-    )
+    # True if early stopping ended the run before config.epochs
+    stopped_early: bool
+    # where best.pt, last.pt and metrics.csv are, if anywhere
+    run_dir: Path | None
+    # False when vaelib.load_run read the run back from disk
+    trained: bool = True
 
 
 def make_optimizer(model: VAE, config: VAEConfig) -> torch.optim.Optimizer:
-    """Adam over all parameters at config.lr; the fused kernel where PyTorch has one (CPU, CUDA)."""
+    """Adam over all parameters at config.lr.
+
+    It uses the fused kernel where PyTorch has one (CPU, CUDA).
+    """
     device = next(model.parameters()).device
     return torch.optim.Adam(
         model.parameters(),
@@ -63,7 +68,11 @@ def make_optimizer(model: VAE, config: VAEConfig) -> torch.optim.Optimizer:
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: VAEConfig):
-    """ReduceLROnPlateau on validation loss (halves the LR), cosine annealing, or None."""
+    """The LR scheduler that config.scheduler names, or None.
+
+    ReduceLROnPlateau on validation loss (halves the LR) or cosine
+    annealing.
+    """
     if config.scheduler == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, factor=0.5, patience=config.lr_patience
@@ -76,13 +85,19 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: VAEConfig):
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed of one epoch's shuffling, dropout and noise: resuming at any epoch replays it exactly."""
+    """The seed of one epoch's shuffling, dropout and noise.
+
+    Resuming at any epoch replays it exactly.
+    """
     return seed * 100_003 + epoch
 
 
 def kl_weight(config: VAEConfig, epoch: float) -> float:
-    """The KL weight after `epoch` epochs of training (fractions count): beta, or a linear ramp 0 -> beta
-    over the first config.kl_warmup epochs (KL warm-up, Bowman et al., 2016)."""
+    """The KL weight after `epoch` epochs of training (fractions count).
+
+    It is beta, or a linear ramp 0 -> beta over the first config.kl_warmup
+    epochs (KL warm-up, Bowman et al., 2016).
+    """
     if config.kl_warmup == 0:
         return config.beta
     return config.beta * min(1.0, epoch / config.kl_warmup)
@@ -96,17 +111,18 @@ def train_epoch(
     labels: torch.Tensor | None = None,
     epoch: int = 1,
 ) -> dict:
-    """One pass over `images` (N, C, H, W) [and labels (N,)] in shuffled batches; mean loss/recon/kl per image.
+    """One pass over `images` in shuffled batches.
 
-    `epoch` (1-based) places the pass on the KL warm-up ramp; the reported loss uses the weight in force.
+    `images` is (N, C, H, W) [and `labels` (N,)]; returns the mean
+    loss/recon/kl per image. `epoch` (1-based) places the pass on the KL
+    warm-up ramp; the reported loss uses the weight in force.
     """
     model.train()
     n, bs = len(images), config.batch_size
     perm = torch.randperm(n, device=images.device)
     sums = torch.zeros(3, device=images.device)
-    starts = range(
-        0, n - 1, bs
-    )  # a final batch of one image is skipped: batch norm needs two
+    # a final batch of one image is skipped: batch norm needs two
+    starts = range(0, n - 1, bs)
     seen, nll = 0, likelihoods.nll_function(config)
     for step, start in enumerate(starts):
         idx = perm[start : start + bs]
@@ -137,13 +153,14 @@ def _resume_state(
     saved = VAEConfig.from_dict(state["config"])
     if saved.replace(epochs=config.epochs, device=config.device) != config:
         raise CheckpointError(
-            f"{run_dir / 'last.pt'} was trained with a different config; resume needs "
-            f"the same config (only epochs may change).\n saved: {saved}\n given: {config}"
+            f"{run_dir / 'last.pt'} was trained with a different config; "
+            f"resume needs the same config (only epochs may change).\n"
+            f" saved: {saved}\n given: {config}"
         )
     if config.scheduler == "cosine" and saved.epochs != config.epochs:
         raise CheckpointError(
-            "A cosine schedule is fixed by epochs; resume it with the same epochs "
-            f"({saved.epochs}) or start a new run."
+            "A cosine schedule is fixed by epochs; resume it with the same "
+            f"epochs ({saved.epochs}) or start a new run."
         )
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
@@ -151,10 +168,12 @@ def _resume_state(
         scheduler.load_state_dict(state["scheduler"])
     if "best_model" not in state:
         raise CheckpointError(
-            f"{run_dir / 'last.pt'} was written by an older vaelib and does not hold the best "
-            f"weights; start a new run (delete {run_dir})."
+            f"{run_dir / 'last.pt'} was written by an older vaelib and does "
+            f"not hold the best weights; start a new run (delete {run_dir})."
         )
-    return state  # best_model, best_val and best_epoch come from this one file, so they always belong together
+    # best_model, best_val and best_epoch come from this one file, so they
+    # always belong together
+    return state
 
 
 def _check_finite(
@@ -168,31 +187,33 @@ def _check_finite(
         else ""
     )
     raise TrainingDivergedError(
-        f"Training diverged in epoch {epoch}: the loss became {train['loss']} (recon {train['recon']}, "
-        f"kl {train['kl']}).{where} Lower the learning rate (lr={config.lr}), check the inputs are in "
+        f"Training diverged in epoch {epoch}: the loss became "
+        f"{train['loss']} (recon {train['recon']}, kl {train['kl']}).{where} "
+        f"Lower the learning rate (lr={config.lr}), check the inputs are in "
         f"[0, 1] and contain no NaN, or keep batch_norm=True."
     )
 
 
 def _denormals_flushed() -> bool:
-    """Whether this thread treats denormal floats as zero (1e-40 times 1 gives 0)."""
+    """Whether this thread treats denormal floats as zero (1e-40 * 1 is 0)."""
     return torch.tensor([1e-40]).mul(1.0).item() == 0.0
 
 
 @contextlib.contextmanager
 def flushed_denormals(flush: bool = True):
-    """Treat denormal floats as zero (flush=False: keep them) in this thread, and in threads it starts,
-    for the block; then restore the thread's setting.
+    """Treat denormal floats as zero for the block (flush=False: keep them).
 
-    A trained decoder emits logits below -87, whose sigmoid underflows into the denormal range; some
-    x86 processors handle denormals in the backward matmuls very slowly. Flushing changes results only
-    in the last bits; the appendix measures its effect on speed. Threads PyTorch started earlier keep
-    their own setting: `python -m vaelib` trains each model in a fresh single-threaded process.
+    This holds in this thread, and in threads it starts; afterwards the
+    thread's setting is restored. A trained decoder emits logits below -87,
+    whose sigmoid underflows into the denormal range; some x86 processors
+    handle denormals in the backward matmuls very slowly. Flushing changes
+    results only in the last bits; the appendix measures its effect on
+    speed. Threads PyTorch started earlier keep their own setting:
+    `python -m vaelib` trains each model in a fresh single-threaded process.
     """
     before = _denormals_flushed()
-    torch.set_flush_denormal(
-        flush
-    )  # a no-op where the processor has no such mode
+    # a no-op where the processor has no such mode
+    torch.set_flush_denormal(flush)
     try:
         yield
     finally:
@@ -200,7 +221,10 @@ def flushed_denormals(flush: bool = True):
 
 
 def _check_splits(splits: Splits, config: VAEConfig) -> None:
-    """Clear errors for data fit cannot train on: too few images, another layout than (N, C, H, W)."""
+    """Clear errors for data `fit` cannot train on.
+
+    Too few images, or another layout than (N, C, H, W).
+    """
     shape = tuple(config.input_shape)
     for name, split in (("train", splits.train), ("val", splits.val)):
         x = split.images
@@ -211,13 +235,15 @@ def _check_splits(splits: Splits, config: VAEConfig) -> None:
                 else ""
             )
             raise ValueError(
-                f"splits.{name}.images must have shape (N, {', '.join(map(str, shape))}) to match "
+                f"splits.{name}.images must have shape "
+                f"(N, {', '.join(map(str, shape))}) to match "
                 f"config.input_shape; got {tuple(x.shape)}.{hint}"
             )
     if len(splits.train) < 2 or len(splits.val) < 1:
         raise ValueError(
-            f"fit needs at least 2 training images (a batch of one has no batch statistics) and 1 "
-            f"validation image; got {len(splits.train)} and {len(splits.val)}."
+            f"fit needs at least 2 training images (a batch of one has no "
+            f"batch statistics) and 1 validation image; got "
+            f"{len(splits.train)} and {len(splits.val)}."
         )
 
 
@@ -231,14 +257,17 @@ def fit(
     on_epoch_end: Callable[[dict], None] | None = None,
     flush_denormals: bool = True,
 ) -> FitResult:
-    """Train `model` on splits.train, select on splits.val; the test split is never touched.
+    """Train `model` on splits.train, select on splits.val.
 
-    Each epoch writes run_dir/last.pt (everything needed to resume), run_dir/best.pt (the weights
-    with the lowest validation loss so far) and run_dir/metrics.csv. With resume=True a run picks
-    up from last.pt and ends exactly where an uninterrupted run would. Random state is seeded per
-    epoch inside a forked RNG, so the caller's global RNG is left as it was. Validation always
-    scores recon + beta * KL (no warm-up ramp, no free bits): models are selected on the objective itself.
-    Denormals are flushed while it trains (`flushed_denormals`), unless flush_denormals=False.
+    The test split is never touched. Each epoch writes run_dir/last.pt
+    (everything needed to resume), run_dir/best.pt (the weights with the
+    lowest validation loss so far) and run_dir/metrics.csv. With resume=True
+    a run picks up from last.pt and ends exactly where an uninterrupted run
+    would. Random state is seeded per epoch inside a forked RNG, so the
+    caller's global RNG is left as it was. Validation always scores
+    recon + beta * KL (no warm-up ramp, no free bits): models are selected
+    on the objective itself. Denormals are flushed while it trains
+    (`flushed_denormals`), unless flush_denormals=False.
     """
     config = config or model.config
     _check_splits(splits, config)
@@ -274,7 +303,8 @@ def _fit(
     scheduler = make_scheduler(optimizer, config)
     start, best_val, best_epoch, bad_epochs = 0, math.inf, 0, 0
     for stale in run_dir.glob(".*.tmp") if run_dir is not None else ():
-        stale.unlink()  # a temporary file of a write that was killed before its rename
+        # a temporary file of a write that was killed before its rename
+        stale.unlink()
     best_model = copy.deepcopy(model.state_dict())
     if resume and run_dir is not None and (run_dir / "last.pt").exists():
         state = _resume_state(run_dir, config, model, optimizer, scheduler)
@@ -288,7 +318,9 @@ def _fit(
             state["best_epoch"],
             state["bad_epochs"],
         )
-        if best_epoch:  # best.pt and metrics.csv may be an epoch ahead or behind (a crash between writes)
+        # best.pt and metrics.csv may be an epoch ahead or behind (a crash
+        # between writes)
+        if best_epoch:
             save_checkpoint(
                 run_dir / "best.pt",
                 {
@@ -396,8 +428,9 @@ def _save_run(
 ) -> None:
     """Write best.pt (if it changed), last.pt and metrics.csv, each atomically.
 
-    last.pt also holds the best weights with their score, so resuming never pairs the weights of one
-    epoch with the score of another, wherever a crash falls between these writes.
+    last.pt also holds the best weights with their score, so resuming never
+    pairs the weights of one epoch with the score of another, wherever a
+    crash falls between these writes.
     """
     if counters["best_epoch"] == counters["epoch"]:
         save_checkpoint(
