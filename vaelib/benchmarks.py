@@ -227,8 +227,7 @@ def code_hash(files=TRAINING_CODE) -> str:
 
 def library_code_hash() -> str:
     """Hash of vaelib's training code alone, without the PyTorch version."""
-    here = Path(cache.__file__).parent
-    return cache.code_hash([here / name for name in cache.TRAINING_SOURCES])
+    return cache.code_hash(cache.training_sources())
 
 
 def check_fresh(

@@ -343,17 +343,25 @@ def train_missing(
     cache_dir: str | Path | None = None,
     report=None,
 ) -> list[tuple[str, float, bool]]:
-    """Train every entry not cached yet, longest first, `jobs` at a time.
+    """Train every entry not cached yet (see `train_entries`)."""
+    rows = cached_status(entries, cache_dir)
+    missing = [entry for entry, _, cached in rows if not cached]
+    return train_entries(missing, jobs, cache_dir, report)
+
+
+def train_entries(
+    entries: list[BookModel],
+    jobs: int | None = None,
+    cache_dir: str | Path | None = None,
+    report=None,
+) -> list[tuple[str, float, bool]]:
+    """Train these entries, longest first, `jobs` at a time.
 
     Returns (name, seconds, trained) per model. report(k, n, name, seconds,
     trained) is called as each model finishes. A model another process trained
     meanwhile is loaded, not trained again (`trained` is False).
     """
-    rows = cached_status(entries, cache_dir)
-    missing = sorted(
-        (entry for entry, _, cached in rows if not cached),
-        key=lambda e: -e.cost,
-    )
+    missing = sorted(entries, key=lambda e: -e.cost)
     cores = available_cores()
     # one GPU: one model at a time
     default = 1 if torch.cuda.is_available() else cores
@@ -483,7 +491,7 @@ def main(argv: list[str] | None = None) -> None:
     def report(k, n, name, seconds, trained) -> None:
         print(progress.line(k, n, name, seconds, trained), flush=True)
 
-    done = train_missing(missing, jobs=args.jobs, report=report)
+    done = train_entries(missing, jobs=args.jobs, report=report)
     trained = sum(t for _, _, t in done)
     print(
         f"{trained} of {len(models())} book models trained in "

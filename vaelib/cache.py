@@ -120,9 +120,13 @@ def training_code_hash() -> str:
 
     Like `code_hash`, 16 hex digits.
     """
-    here = Path(__file__).parent
     torch_version = torch.__version__.split("+")[0]
-    return code_hash([here / name for name in TRAINING_SOURCES], torch_version)
+    return code_hash(training_sources(), torch_version)
+
+
+def training_sources() -> list[Path]:
+    """The files named by TRAINING_SOURCES, beside this module."""
+    return [Path(__file__).parent / name for name in TRAINING_SOURCES]
 
 
 def run_name(config: VAEConfig, splits: Splits) -> str:

@@ -9,27 +9,19 @@ how long this build took to execute it (myst-nb's execution record, so the
 times are measured, not typed), with the build machine's core count.
 """
 
-import os
-
 from docutils import nodes
 from sphinx.addnodes import pending_xref
 from sphinx.transforms.post_transforms import SphinxPostTransform
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
+from vaelib.book import available_cores
+
 LOGGER = logging.getLogger(__name__)
 
 
 class chapter_table(nodes.General, nodes.Element):
     """Placeholder, filled once every chapter has been executed."""
-
-
-def cores() -> int:
-    """CPU cores the build could use (affinity mask, as vaelib counts)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def duration(seconds: float) -> str:
@@ -108,9 +100,10 @@ class FillChapterTable(SphinxPostTransform):
                     _cell(nodes.Text(teaches)),
                     _cell(nodes.Text(shown)),
                 )
+            cores = available_cores()  # as `make models` counts them
             note = nodes.paragraph(
                 "",
-                f"Execution times: this build of the book, on {cores()} CPU "
+                f"Execution times: this build of the book, on {cores} CPU "
                 f"cores with the shared models already trained; "
                 f"{duration(total)} in all.",
             )
