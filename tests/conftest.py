@@ -125,3 +125,14 @@ def browser():
         )
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def tiny_vae():
+    """A 4-pixel VAE with a 1-D latent and 6 images (tests/integrate.py).
+
+    Built fresh for each test, so no test sees another's changes.
+    """
+    from integrate import tiny_vae_and_images
+
+    return tiny_vae_and_images()

@@ -4,13 +4,17 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _installed_version
 
 from . import (
+    aggregate,
     anomaly,
     book,
     compare,
+    disentangle,
     drawing,
+    gaps,
     explorer,
     export,
     likelihoods,
+    morpho,
     toy,
 )
 from .anomaly import auroc, roc_curve

@@ -41,7 +41,7 @@ RECIPE_LATENTS = (2, 20)
 BETAS = (0.1, 0.5, 1.0, 2.0, 4.0, 8.0)  # the beta-VAE chapter's sweep
 # latent size of the sweep: room for some dimensions to switch off
 SWEEP_LATENT = 10
-# the sweep's beta whose collapsed dimensions the evaluation chapter revives
+# the sweep's beta whose collapsed dimensions the beta-VAE chapter revives
 COLLAPSE_BETA = 4.0
 FREE_BITS = 0.5  # nats per dimension the free-bits mitigation leaves free
 # epochs of the KL warm-up mitigation (half the run)
@@ -56,6 +56,14 @@ LEAK_SET = 500  # test images per evaluation set in the leak demonstration
 # the evaluation chapter's importance-sample counts k
 IWAE_SAMPLES = (1, 10, 100, 1000)
 IWAE_IMAGES = 1000  # test images the chapter's IWAE estimates average over
+# the evaluation chapter's inference gaps: each image's Gaussian refined with
+# the decoder frozen for this many Adam steps ...
+REFINE_STEPS = 100
+REFINE_LR = 0.05  # ... from this step size, falling to 0 on a cosine ...
+REFINE_SAMPLES = 8  # ... with this many z samples per step
+GAP_ELBO_SAMPLES = 100  # z samples per image when the gaps' ELBOs are scored
+# importance samples per image of the log p(x) the approximation gap uses
+GAP_IWAE_SAMPLES = 5000
 # importance samples per image when the ELBO gap is compared across seeds
 GAP_SAMPLES = 100
 # the architecture chapter trains on this many images with mixed loss
@@ -80,6 +88,14 @@ TRAVERSAL_STEPS = 9  # ... in this many steps
 # the beta-VAE chapter's pair plot: this many dimensions, this many digits
 PAIR_DIMS = 4
 PAIR_POINTS = 2000
+# a prior draw is in a hole of the aggregate posterior when codes are rarer
+# there than at all but this share of real codes ...
+HOLE_LEVEL = 0.01
+HOLE_DRAWS = 10_000  # ... judged on this many prior draws per model
+# the factors measured from the images that the disentanglement scores use
+# (height is left out: MNIST scaled nearly every digit to the same height)
+SCORED_FACTORS = ("area", "width", "slant", "thickness")
+MORPHO_EXAMPLES = 10  # digits per factor in the morphometrics figure
 # axis range of the beta-VAE chapter's latent scatter plots
 SCATTER_LIMIT = 4.0
 # nats: a latent dimension with less KL than this carries (almost) nothing
