@@ -119,3 +119,73 @@ def test_bad_input_is_explained():
         aggregate.prior_hole_fraction(
             torch.zeros(10, 2), torch.zeros(10, 2), gen(), level=1.5
         )
+
+
+def test_surgery_against_a_given_prior_matches_integration():
+    # p(z) = N(1, 2^2) passed as a function: the parts against integration
+    g = gen(3)
+    mu = torch.randn(8, generator=g, dtype=torch.float64)
+    var = torch.rand(8, generator=g, dtype=torch.float64) * 0.5 + 0.05
+    prior = D.Normal(1.0, 2.0)
+    zs = torch.linspace(-15, 15, 20_001, dtype=torch.float64)
+    q_n = D.Normal(mu[:, None], var.sqrt()[:, None]).log_prob(zs).exp()
+    q = q_n.mean(0)
+    dz = zs[1] - zs[0]
+    marginal = (q * (q.log() - prior.log_prob(zs))).sum() * dz
+    rate = D.kl_divergence(D.Normal(mu, var.sqrt()), prior).mean()
+    out = aggregate.elbo_surgery(
+        mu[:, None],
+        var.log()[:, None],
+        gen(4),
+        samples=20_000,
+        log_prior=lambda z: prior.log_prob(z).sum(1),
+    )
+    assert abs(out["marginal_kl"] - marginal) < 4 * out["marginal_kl_se"]
+    # the rate is now a Monte Carlo sum: within 4 of its parts' errors
+    se = out["mutual_info_se"] + out["marginal_kl_se"]
+    assert abs(out["rate"] - rate) < 4 * se
+    assert abs(out["rate"] - rate) > 1e-6  # not the closed form
+
+
+def test_a_prior_that_matches_the_codes_has_no_holes():
+    # codes at -2 and +2 leave a hole for N(0, 1); drawn from the codes'
+    # own mixture, the prior lands in holes only at the level's rate
+    n, sd = 4000, 0.5
+    mu = torch.tensor([-2.0, 2.0]).repeat(n // 2)[:, None]
+    logvar = torch.full((n, 1), 2 * math.log(sd))
+    torch.manual_seed(0)
+    codes = mixture(torch.tensor([[-2.0], [2.0]]), logvar[:2]).sample((n,))
+    share = aggregate.prior_hole_fraction(
+        mu, logvar, gen(), level=0.01, prior_codes=codes
+    )
+    assert abs(share - 0.01) < 4 * math.sqrt(0.01 * 0.99 / (n // 2))
+    standard = aggregate.prior_hole_fraction(mu, logvar, gen(), level=0.01)
+    assert standard > 0.2
+
+
+def test_kl_decomposition_matches_integration_in_two_dimensions():
+    # four posteriors on a diagonal: dependent dimensions, TC > 0
+    mu = torch.tensor([[-2.0, -2.0], [-1.0, -0.5], [1.0, 0.5], [2.0, 2.0]])
+    logvar = torch.full((4, 2), math.log(0.3))
+    grid = torch.linspace(-8, 8, 801, dtype=torch.float64)
+    dz = (grid[1] - grid[0]).item()
+    z = torch.cartesian_prod(grid, grid)
+    q = aggregate.log_aggregate(z, mu, logvar).exp()
+    q1, q2 = (
+        aggregate.log_aggregate(
+            grid[:, None], mu[:, [j]], logvar[:, [j]]
+        ).exp()
+        for j in range(2)
+    )
+    product = (q1[:, None] * q2[None, :]).reshape(-1)
+    tc = (q * (q.log() - product.log())).sum() * dz**2
+    marginal = (q * (q.log() - aggregate.log_normal(z))).sum() * dz**2
+    out = aggregate.kl_decomposition(
+        mu.repeat(1000, 1), logvar.repeat(1000, 1), gen(6)
+    )
+    assert tc > 0.3  # the dimensions really are dependent
+    assert out["total_correlation_se"] < 0.05 * tc  # the check has teeth
+    tol = 4 * out["total_correlation_se"]
+    assert abs(out["total_correlation"] - tc) < tol
+    dim_kl = marginal - tc
+    assert abs(out["dimension_kl"] - dim_kl) < 4 * out["dimension_kl_se"]

@@ -133,3 +133,84 @@ def test_free_bits_charge_a_floor_per_dimension_and_stop_its_gradient():
     )
     # the reported KL stays the true KL
     assert torch.allclose(terms.kl, vaelib.gaussian_kl(mu, logvar))
+
+
+def _codes(n: int, latent: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    mu = torch.randn(n, latent, generator=g, dtype=torch.float64)
+    logvar = torch.randn(n, latent, generator=g, dtype=torch.float64) - 1
+    z = mu + (0.5 * logvar).exp() * torch.randn(
+        n, latent, generator=g, dtype=torch.float64
+    )
+    return z, mu, logvar
+
+
+def test_batch_aggregate_is_exact_when_the_batch_is_the_data_set():
+    z, mu, logvar = _codes(50, 3)
+    log_joint, log_marg = vaelib.losses.batch_aggregate(z, mu, logvar, 50)
+    torch.testing.assert_close(
+        log_joint, vaelib.aggregate.log_aggregate(z, mu, logvar)
+    )
+    for j in range(3):
+        torch.testing.assert_close(
+            log_marg[:, j],
+            vaelib.aggregate.log_aggregate(
+                z[:, j : j + 1], mu[:, j : j + 1], logvar[:, j : j + 1]
+            ),
+        )
+
+
+def test_batch_aggregate_is_unbiased_over_every_possible_batch():
+    from itertools import combinations
+
+    n, b = 7, 3
+    z, mu, logvar = _codes(n, 2, seed=1)
+    exact = vaelib.aggregate.log_aggregate(z, mu, logvar).exp()
+    for i in range(n):
+        others = [j for j in range(n) if j != i]
+        estimates = []
+        for rest in combinations(others, b - 1):
+            idx = torch.tensor([i, *rest])
+            log_joint, _ = vaelib.losses.batch_aggregate(
+                z[idx], mu[idx], logvar[idx], n
+            )
+            estimates.append(log_joint[0].exp())
+        assert torch.stack(estimates).mean() == pytest.approx(
+            exact[i].item(), rel=1e-9
+        )
+        # a single batch is off: the test could fail
+        assert not torch.allclose(estimates[0], exact[i], rtol=1e-3)
+
+
+def _batched_tc(z, mu, logvar, batch, g):
+    """Mean batch estimate of the total correlation over one shuffled pass."""
+    perm, n = torch.randperm(len(z), generator=g), len(z)
+    parts = [
+        vaelib.losses.total_correlation(z[i], mu[i], logvar[i], n)
+        for i in perm.split(batch)
+        if len(i) > 1
+    ]
+    return torch.cat(parts).mean().item()
+
+
+def test_total_correlation_of_correlated_codes_matches_the_gaussian_one():
+    # posteriors N(m_n, s^2 I) around correlated means: q(z) is close to
+    # N(0, C + s^2 I), whose TC is -log(1 - r^2) / 2, r = rho / (1 + s^2)
+    g = torch.Generator().manual_seed(0)
+    n, rho, s = 4000, 0.8, 0.3
+    a, b = torch.randn(2, n, generator=g, dtype=torch.float64)
+    mu = torch.stack([a, rho * a + math.sqrt(1 - rho**2) * b], dim=1)
+    logvar = torch.full_like(mu, math.log(s**2))
+    z = mu + s * torch.randn(n, 2, generator=g, dtype=torch.float64)
+    full = vaelib.losses.total_correlation(z, mu, logvar, n).mean().item()
+    r = rho / (1 + s**2)
+    assert full == pytest.approx(-0.5 * math.log(1 - r**2), abs=0.02)
+    # batches estimate it with a bias that shrinks as they grow
+    small, large = (_batched_tc(z, mu, logvar, b, g) for b in (128, 500))
+    assert small < large < full + 0.005
+    assert full - large < 0.03
+    # independent coordinates: no total correlation
+    both = torch.stack([a, b], dim=1)
+    z0 = both + s * torch.randn(n, 2, generator=g, dtype=torch.float64)
+    tc0 = vaelib.losses.total_correlation(z0, both, logvar, n).mean()
+    assert abs(tc0.item()) < 0.02

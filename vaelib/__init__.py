@@ -13,8 +13,11 @@ from . import (
     gaps,
     explorer,
     export,
+    flows,
     likelihoods,
+    losses,
     morpho,
+    priors,
     toy,
 )
 from .anomaly import auroc, roc_curve
@@ -74,6 +77,7 @@ from .losses import (
 )
 from .model import (
     VAE,
+    Posterior,
     VAEOutput,
     build_model,
     count_parameters,

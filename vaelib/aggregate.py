@@ -17,6 +17,7 @@ Both use the mixture over the N images given, so they describe the
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 
@@ -84,13 +85,17 @@ def elbo_surgery(
     logvar: torch.Tensor,
     generator: torch.Generator,
     samples: int = 1,
+    log_prior: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """Rate R and its two parts, in nats per image, from (N, L) posteriors.
 
     With z ~ q(z|x_n), `samples` per image, Monte Carlo averages of
     log q(z|x_n) - log q(z) (the mutual information I_q, at most log N)
     and of log q(z) - log p(z) (the marginal KL) are returned with the
-    exact rate (mean analytic KL) and their Monte Carlo standard errors.
+    rate and their Monte Carlo standard errors. p(z) is N(0, I), where the
+    rate is exact (the mean analytic KL), or `log_prior` (codes (M, L) ->
+    (M,), such as a learned prior's `VAE.log_prior`), where the rate is
+    the Monte Carlo sum of the two parts.
     """
     _check(mu, logvar)
     mu_s = mu.double().repeat(samples, 1)
@@ -99,12 +104,18 @@ def elbo_surgery(
     posterior = torch.distributions.Normal(mu_s, (0.5 * lv_s).exp())
     log_cond = posterior.log_prob(z).sum(1)  # log q(z | x_n)
     log_q = log_aggregate(z, mu, logvar)
-    info, marginal = log_cond - log_q, log_q - log_normal(z)
+    log_p = log_normal(z) if log_prior is None else log_prior(z).double()
+    info, marginal = log_cond - log_q, log_q - log_p
     # Monte Carlo error over z; the spread between the (fixed) images is
     # counted in too, so these errors are upper bounds
     se = torch.stack([info, marginal]).std(dim=1) / math.sqrt(len(z))
+    rate = (
+        gaussian_kl(mu.double(), logvar.double()).mean()
+        if log_prior is None
+        else (info + marginal).mean()
+    )
     return {
-        "rate": gaussian_kl(mu.double(), logvar.double()).mean().item(),
+        "rate": rate.item(),
         "mutual_info": info.mean().item(),
         "marginal_kl": marginal.mean().item(),
         "mutual_info_se": se[0].item(),
@@ -120,6 +131,7 @@ def prior_hole_fraction(
     prior_draws: int = 10_000,
     level: float = 0.01,
     codes_per_image: int = 4,
+    prior_codes: torch.Tensor | None = None,
 ) -> float:
     """Share of prior draws in holes of the aggregate posterior (N, L).
 
@@ -128,7 +140,9 @@ def prior_hole_fraction(
     `level` quantile of log q at codes the model really uses. The result is
     the share of z ~ N(0, I) with log q(z) below it: about `level` if q
     matched the prior, more the more prior mass sits where codes are rarer
-    than almost all real ones.
+    than almost all real ones. `prior_codes` (M, L), draws from another
+    prior (such as a learned one's `VAE.prior_sample`), replace the
+    `prior_draws` draws from N(0, I).
     """
     _check(mu, logvar)
     if not 0 < level < 1 or len(mu) < 4:
@@ -144,9 +158,41 @@ def prior_hole_fraction(
         logvar[ref].double().repeat(codes_per_image, 1),
         generator,
     )
-    prior = torch.randn(
-        prior_draws, mu.shape[1], generator=generator, dtype=torch.float64
+    prior = (
+        torch.randn(
+            prior_draws, mu.shape[1], generator=generator, dtype=torch.float64
+        )
+        if prior_codes is None
+        else prior_codes.double().cpu()
     )
     threshold = torch.quantile(log_aggregate(codes, half_mu, half_lv), level)
     below = log_aggregate(prior, half_mu, half_lv) < threshold
     return below.double().mean().item()
+
+
+def kl_decomposition(
+    mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator
+) -> dict[str, float]:
+    """The marginal KL split: total correlation + dimension-wise KL (nats).
+
+    KL(q(z) || N(0, I)) = TC + sum_j KL(q(z_j) || N(0, 1)), where
+    TC = KL(q(z) || prod_j q(z_j)) measures how dependent the code's
+    dimensions are (Chen et al., 2018). One code per image (N, L), scored
+    under the mixture and under each dimension's 1-D mixture
+    (`log_aggregate`); Monte Carlo standard errors as in `elbo_surgery`.
+    """
+    _check(mu, logvar)
+    z = reparameterize(mu.double(), logvar.double(), generator)
+    log_q = log_aggregate(z, mu, logvar)
+    log_q_dims = sum(
+        log_aggregate(z[:, [j]], mu[:, [j]], logvar[:, [j]])
+        for j in range(mu.shape[1])
+    )
+    tc, dim_kl = log_q - log_q_dims, log_q_dims - log_normal(z)
+    se = torch.stack([tc, dim_kl]).std(dim=1) / math.sqrt(len(z))
+    return {
+        "total_correlation": tc.mean().item(),
+        "dimension_kl": dim_kl.mean().item(),
+        "total_correlation_se": se[0].item(),
+        "dimension_kl_se": se[1].item(),
+    }

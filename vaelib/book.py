@@ -44,6 +44,14 @@ SWEEP_LATENT = 10
 # the sweep's beta whose collapsed dimensions the beta-VAE chapter revives
 COLLAPSE_BETA = 4.0
 FREE_BITS = 0.5  # nats per dimension the free-bits mitigation leaves free
+# the evaluation chapter's flow posterior: IAF steps on the recipe models
+FLOW_STEPS = 4
+# mixture components of the beta-VAE chapter's learned priors (MoG, Vamp)
+PRIOR_COMPONENTS = 100
+LEARNED_PRIORS = ("mog", "vamp")
+# the beta-TCVAE's weight on the total correlation: the sweep's
+# COLLAPSE_BETA, so it can be set beside the beta-VAE with that beta
+TC_WEIGHT = COLLAPSE_BETA
 # epochs of the KL warm-up mitigation (half the run)
 KL_WARMUP = SHORT_EPOCHS // 2
 # the applications chapter trains a model that never saw this digit
@@ -66,6 +74,8 @@ GAP_ELBO_SAMPLES = 100  # z samples per image when the gaps' ELBOs are scored
 GAP_IWAE_SAMPLES = 5000
 # importance samples per image when the ELBO gap is compared across seeds
 GAP_SAMPLES = 100
+# validation images whose inference gaps are compared across seeds
+GAP_SEED_IMAGES = 200
 # the architecture chapter trains on this many images with mixed loss
 # reductions ...
 MIXED_IMAGES = 10_000
@@ -166,6 +176,27 @@ def mitigated(method: str, seed: int = 0) -> VAEConfig:
     )
 
 
+def flow_model(latent_dim: int, **changes) -> VAEConfig:
+    """The recipe at this latent size with an IAF posterior (FLOW_STEPS)."""
+    return recipe(latent_dim, flow_steps=FLOW_STEPS, **changes)
+
+
+def learned_prior(prior: str, seed: int = 0) -> VAEConfig:
+    """The sweep's beta = 1 model with a learned prior ("mog" or "vamp")."""
+    return beta_vae(
+        1.0, prior=prior, prior_components=PRIOR_COMPONENTS, seed=seed
+    )
+
+
+def tc_vae(seed: int = 0) -> VAEConfig:
+    """The sweep's beta = 1 model with the TC weighted TC_WEIGHT: beta-TCVAE.
+
+    Only the total correlation is weighted up; the ELBO's other terms keep
+    weight 1 (Chen et al., 2018).
+    """
+    return beta_vae(1.0, tc_penalty=TC_WEIGHT - 1.0, seed=seed)
+
+
 def conditional(seed: int = 0) -> VAEConfig:
     """The applications chapter's conditional VAE (labels in, small latent)."""
     return recipe(
@@ -236,6 +267,11 @@ class BookModel:
         # wider output layers, dearer losses (~1.7x; 4x mixed)
         if self.config.likelihood != "bernoulli":
             per_epoch = 4.0 if self.config.components > 1 else 1.7
+        # flow steps 1.4x; a VampPrior encodes its pseudo-inputs and the
+        # TC penalty compares every pair in a batch (~1.9x each)
+        per_epoch *= 1.4 if self.config.flow_steps else 1.0
+        if self.config.prior == "vamp" or self.config.tc_penalty:
+            per_epoch *= 1.9
         return self.config.epochs * per_epoch
 
 
@@ -282,6 +318,24 @@ def models() -> list[BookModel]:
         for m in ("free_bits", "kl_warmup")
         for s in SEEDS
     ]
+    entries += [
+        BookModel(f"iaf-latent{n}", flow_model(n)) for n in RECIPE_LATENTS
+    ]
+    # the flow's gaps across seeds, at the short budget and the largest
+    # latent size (the Gaussian runs are the held-out controls' configs)
+    entries += [
+        BookModel(
+            f"iaf-latent{max(RECIPE_LATENTS)}-short-seed{s}",
+            flow_model(max(RECIPE_LATENTS), epochs=SHORT_EPOCHS, seed=s),
+        )
+        for s in SEEDS
+    ]
+    entries += [
+        BookModel(f"{prior}-prior-seed{s}", learned_prior(prior, s))
+        for prior in LEARNED_PRIORS
+        for s in SEEDS
+    ]
+    entries += [BookModel(f"tcvae-seed{s}", tc_vae(s)) for s in SEEDS]
     entries += [
         BookModel(f"conditional-seed{s}", conditional(s)) for s in SEEDS
     ]

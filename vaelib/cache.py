@@ -47,6 +47,8 @@ TRAINING_SOURCES = (
     "model.py",
     "losses.py",
     "likelihoods.py",
+    "flows.py",
+    "priors.py",
     "train.py",
     "evaluate.py",
     "repro.py",
@@ -157,6 +159,11 @@ def run_name(config: VAEConfig, splits: Splits) -> str:
     parts += [f"cond{c.num_classes}"] if c.num_classes else []
     parts += [f"warmup{c.kl_warmup}"] if c.kl_warmup else []
     parts += [f"freebits{c.free_bits:g}"] if c.free_bits else []
+    parts += [f"iaf{c.flow_steps}"] if c.flow_steps else []
+    parts += (
+        [f"{c.prior}{c.prior_components}"] if c.prior != "standard" else []
+    )
+    parts += [f"tc{c.tc_penalty:g}"] if c.tc_penalty else []
     tag = LIKELIHOOD_TAGS[c.likelihood]
     parts += (
         [f"{tag}{c.components if c.components > 1 else ''}"] if tag else []

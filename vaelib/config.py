@@ -23,9 +23,18 @@ LIKELIHOODS = (
     "gaussian_learned",
     "discretized_logistic",
 )
+PRIORS = ("standard", "mog", "vamp")
 # Real-valued fields: stored as float, so beta=1 and beta=1.0 are one config
 # with one cache key.
-_FLOAT_FIELDS = ("dropout", "beta", "free_bits", "sigma", "scale_floor", "lr")
+_FLOAT_FIELDS = (
+    "dropout",
+    "beta",
+    "free_bits",
+    "tc_penalty",
+    "sigma",
+    "scale_floor",
+    "lr",
+)
 
 
 @dataclass(frozen=True)
@@ -45,12 +54,23 @@ class VAEConfig:
     dropout: float = 0.2  # dropout after every hidden activation, in [0, 1)
     # > 0: a conditional VAE, the one-hot label fed to encoder and decoder
     num_classes: int = 0
+    # > 0: q(z|x) is the Gaussian pushed through this many inverse
+    # autoregressive flow steps (Kingma et al., 2016); 0 = diagonal Gaussian
+    flow_steps: int = 0
+    # p(z): "standard" N(0, I), "mog" (a learned mixture of Gaussians) or
+    # "vamp" (a mixture of q(z|u_k) over learned pseudo-inputs u_k)
+    prior: str = "standard"
+    # mixture components of a "mog" or "vamp" prior (0 for "standard")
+    prior_components: int = 0
     # --- objective ------------------------------------------------------
     beta: float = 1.0  # weight on the KL term (1 = the ELBO, >1 = beta-VAE)
     # epochs over which the KL weight ramps linearly from 0 to beta (0 = off)
     kl_warmup: int = 0
     # nats per latent dimension of KL that cost nothing (0 = off)
     free_bits: float = 0.0
+    # extra weight on the total correlation of q(z) (beta-TCVAE, Chen et al.,
+    # 2018): the TC term weighs beta + tc_penalty (0 = off)
+    tc_penalty: float = 0.0
     # p(x|z), one of LIKELIHOODS (see vaelib.likelihoods)
     likelihood: str = "bernoulli"
     # "gaussian": the fixed standard deviation of every pixel
@@ -116,6 +136,15 @@ class VAEConfig:
         )
         return cls(**{**recipe, **changes})
 
+    @property
+    def closed_form_kl(self) -> bool:
+        """Whether KL(q(z|x) || p(z)) has a closed form.
+
+        A diagonal Gaussian against N(0, I) does; a flow posterior or a
+        learned prior is estimated by Monte Carlo.
+        """
+        return self.flow_steps == 0 and self.prior == "standard"
+
     def replace(self, **changes) -> VAEConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
@@ -164,6 +193,15 @@ def _is_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+def _is_finite(x) -> bool:
+    """A finite int or float (not a bool, NaN or infinity)."""
+    return (
+        isinstance(x, (int, float))
+        and not isinstance(x, bool)
+        and math.isfinite(x)
+    )
+
+
 def _validate(c: VAEConfig) -> None:
     """Raise ValueError naming the field, the bad value and what is allowed."""
     _check(
@@ -199,21 +237,61 @@ def _validate(c: VAEConfig) -> None:
         f"MNIST digits); got {c.num_classes!r}",
     )
     _check(
+        _is_int(c.flow_steps) and c.flow_steps >= 0,
+        "flow_steps must be an integer >= 0 (0 = a diagonal Gaussian "
+        f"q(z|x)); got {c.flow_steps!r}",
+    )
+    _check(
+        c.prior in PRIORS,
+        f"prior must be one of {PRIORS}; got {c.prior!r}",
+    )
+    mixture = c.prior != "standard"
+    _check(
+        _is_int(c.prior_components)
+        and (c.prior_components >= 1 if mixture else c.prior_components == 0),
+        f"prior_components must be an integer >= 1 for prior={c.prior!r} "
+        "(e.g. 100), and 0 for the standard prior; "
+        f"got {c.prior_components!r}",
+    )
+    _check(
+        not (c.prior == "vamp" and c.batch_norm),
+        "prior='vamp' encodes its pseudo-inputs with the encoder, whose "
+        "batch norm would mix them with the data's statistics; use "
+        "batch_norm=False",
+    )
+    _check(
+        not (c.prior == "vamp" and c.num_classes),
+        "prior='vamp' encodes pseudo-inputs, which have no labels; a "
+        "conditional VAE (num_classes > 0) needs prior='standard' or 'mog'",
+    )
+    _check(
         _is_int(c.kl_warmup) and c.kl_warmup >= 0,
         "kl_warmup must be a number of epochs >= 0 (0 = no warm-up); "
         f"got {c.kl_warmup!r}",
     )
     _check(
-        isinstance(c.free_bits, (int, float))
-        and math.isfinite(c.free_bits)
-        and c.free_bits >= 0,
+        _is_finite(c.free_bits) and c.free_bits >= 0,
         "free_bits must be a finite number of nats >= 0 (0 = off); "
         f"got {c.free_bits!r}",
     )
     _check(
-        isinstance(c.beta, (int, float))
-        and math.isfinite(c.beta)
-        and c.beta >= 0,
+        c.free_bits == 0 or c.closed_form_kl,
+        "free_bits needs the closed-form KL of a diagonal Gaussian q(z|x) "
+        "and the standard prior; set flow_steps=0 and prior='standard', or "
+        "free_bits=0",
+    )
+    _check(
+        _is_finite(c.tc_penalty) and c.tc_penalty >= 0,
+        "tc_penalty must be a finite number >= 0 (0 = off); "
+        f"got {c.tc_penalty!r}",
+    )
+    _check(
+        c.tc_penalty == 0 or c.flow_steps == 0,
+        "tc_penalty estimates q(z) from the batch's Gaussian posteriors; "
+        "it needs flow_steps=0",
+    )
+    _check(
+        _is_finite(c.beta) and c.beta >= 0,
         f"beta must be a finite number >= 0; got {c.beta!r}",
     )
     _check(
@@ -221,16 +299,12 @@ def _validate(c: VAEConfig) -> None:
         f"likelihood must be one of {LIKELIHOODS}; got {c.likelihood!r}",
     )
     _check(
-        isinstance(c.sigma, (int, float))
-        and math.isfinite(c.sigma)
-        and c.sigma > 0,
+        _is_finite(c.sigma) and c.sigma > 0,
         "sigma (the fixed pixel standard deviation of "
         f"likelihood='gaussian') must be > 0; got {c.sigma!r}",
     )
     _check(
-        isinstance(c.scale_floor, (int, float))
-        and math.isfinite(c.scale_floor)
-        and c.scale_floor > 0,
+        _is_finite(c.scale_floor) and c.scale_floor > 0,
         "scale_floor (the smallest learned pixel scale) must be > 0; "
         f"got {c.scale_floor!r}",
     )
@@ -245,7 +319,7 @@ def _validate(c: VAEConfig) -> None:
         f"likelihood='discretized_logistic', not {c.likelihood!r}",
     )
     _check(
-        isinstance(c.lr, (int, float)) and math.isfinite(c.lr) and c.lr > 0,
+        _is_finite(c.lr) and c.lr > 0,
         f"lr must be a finite number > 0; got {c.lr!r}",
     )
     _check(

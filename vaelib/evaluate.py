@@ -11,7 +11,7 @@ import math
 import torch
 
 from . import likelihoods
-from .losses import LOG_2PI, LossTerms, gaussian_kl_per_dim, vae_loss
+from .losses import LossTerms, gaussian_kl_per_dim, vae_loss
 from .model import VAE
 
 # decoder outputs scored at once by iwae_bound: larger blocks fall out of
@@ -57,7 +57,15 @@ def per_image_terms(
         x = likelihoods.prepare(model.config, model.flatten(x), generator)
         out = model(x, y, generator=generator)
         parts.append(
-            vae_loss(out.logits, x, out.mu, out.logvar, beta, nll=nll)
+            vae_loss(
+                out.logits,
+                x,
+                out.mu,
+                out.logvar,
+                beta,
+                nll=nll,
+                kl=model.kl(out),
+            )
         )
     model.train(was_training)
     return LossTerms(*(torch.cat(t) for t in zip(*parts)))
@@ -150,24 +158,22 @@ def iwae_bound(
     bounds = []
     for x, y in _batches(images, labels, batch_size, device):
         x = likelihoods.prepare(config, model.flatten(x), generator)
-        mu, logvar = model.encode(x, y)
-        std = torch.exp(0.5 * logvar)
+        post = model.posterior(x, y)
         log_w, per = [], chunk or max(1, IWAE_ROWS // len(x))
         for done in range(0, k, per):
             n = min(per, k - done)
             # eps: (n, B, L)
             eps = torch.randn(
-                (n, *mu.shape), generator=generator, device=device
+                (n, *post.mu.shape), generator=generator, device=device
             )
-            z = mu + std * eps
+            z, log_qz = model.draw(post, eps)
             out = model.decode_logits(
                 z.flatten(0, 1), None if y is None else y.repeat(n)
             )
             log_px_z = -likelihoods.nll(config, out, x.repeat(n, 1)).view(
                 n, len(x)
             )
-            log_pz = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
-            log_qz = -0.5 * (eps.pow(2) + LOG_2PI + logvar).sum(-1)
+            log_pz = model.log_prior(z)
             log_w.append(log_px_z + log_pz - log_qz)
         bounds.append(torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k))
     model.train(was_training)

@@ -6,11 +6,13 @@ Cremer et al. (2018) split that shortfall in two:
     log p(x) - ELBO(x) = [ELBO*(x) - ELBO(x)]  +  [log p(x) - ELBO*(x)]
                           amortization gap        approximation gap
 
-ELBO*(x) is the ELBO of the best Gaussian for this image alone. It is found
-by optimising the Gaussian's mean and log-variance with the decoder frozen,
-starting from the encoder's output. The amortization gap is what one
-shared encoder loses against a per-image fit; the approximation gap is what
-even the best diagonal Gaussian loses against the true posterior.
+ELBO*(x) is the ELBO of the best posterior of the model's family for this
+image alone. It is found by optimising what the encoder outputs for the
+image (a Gaussian's mean and log-variance; for a flow posterior also the
+context that steers the flow) with the decoder and the flow frozen, starting
+from the encoder's output. The amortization gap is what one shared encoder
+loses against a per-image fit; the approximation gap is what even the best
+member of the family loses against the true posterior.
 """
 
 from __future__ import annotations
@@ -23,9 +25,8 @@ import torch
 
 from . import likelihoods
 from .losses import gaussian_kl
-from .model import VAE
+from .model import VAE, Posterior
 
-LOG_2PI = math.log(2 * math.pi)
 ROWS = 2000  # decoder rows (samples x images) scored at a time (cache-sized)
 
 
@@ -54,29 +55,38 @@ def frozen(model: VAE) -> Iterator[VAE]:
         model.train(was_training)
 
 
-def gaussian_elbo(
+def _noise(post: Posterior, samples: int, generator) -> torch.Tensor:
+    """eps ~ N(0, I) of shape (samples, N, L) for the posteriors `post`."""
+    return torch.randn(
+        (samples, *post.mu.shape),
+        generator=generator,
+        device=post.mu.device,
+        dtype=post.mu.dtype,
+    )
+
+
+def posterior_elbo(
     model: VAE,
     x: torch.Tensor,
-    mu: torch.Tensor,
-    logvar: torch.Tensor,
+    post: Posterior,
     samples: int,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """One-sample ELBOs of q = N(mu, diag(exp(logvar))): (S, N).
+    """One-sample ELBOs of the posteriors `post` of images x: (S, N).
 
-    x: prepared pixels (N, D); mu, logvar: (N, L). Row s is
-    log p(x | z_s) - KL(q || p) with z_s ~ q, reparameterised.
+    x: prepared pixels (N, D); post: (N, L) Gaussians [and contexts]. Row s
+    is log p(x | z_s) - KL(q || p) with z_s ~ q, reparameterised; the KL is
+    the closed form where there is one, else log q(z_s) - log p(z_s).
     """
-    eps = torch.randn(
-        (samples, *mu.shape),
-        generator=generator,
-        device=mu.device,
-        dtype=mu.dtype,
-    )
-    z = mu + torch.exp(0.5 * logvar) * eps  # (S, N, L)
+    eps = _noise(post, samples, generator)
+    z, log_q = model.draw(post, eps)  # (S, N, L), (S, N)
     out = model.decode_logits(z.flatten(0, 1))
     log_px_z = -likelihoods.nll(model.config, out, x.repeat(samples, 1))
-    return log_px_z.view(samples, len(x)) - gaussian_kl(mu, logvar)
+    if model.config.closed_form_kl:
+        kl = gaussian_kl(post.mu, post.logvar)
+    else:
+        kl = log_q - model.log_prior(z)
+    return log_px_z.view(samples, len(x)) - kl
 
 
 @contextmanager
@@ -99,13 +109,13 @@ def optimise_posterior(
     lr: float,
     samples: int,
     seed: int = 0,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image Gaussians refined with the decoder frozen: mu, logvar (N, L).
+) -> Posterior:
+    """Per-image posteriors refined with the decoder frozen: (N, L) each.
 
-    Adam on every image's mean and log-variance at once, from the
-    encoder's output, maximising the ELBO estimated with `samples` draws
-    per step; the step size falls to 0 along a cosine. Adam scales each
-    number on its own, so the images do not interact.
+    Adam on every image's mean and log-variance (and a flow's context) at
+    once, from the encoder's output, maximising the ELBO estimated with
+    `samples` draws per step; the step size falls to 0 along a cosine.
+    Adam scales each number on its own, so the images do not interact.
     """
     if steps < 1 or samples < 1 or not lr > 0:
         raise ValueError(
@@ -114,42 +124,44 @@ def optimise_posterior(
         )
     with _scoring(model, images, seed) as (x, generator):
         with torch.no_grad():
-            mu0, logvar0 = model.encode(x)
-        mu = mu0.clone().requires_grad_(True)
-        logvar = logvar0.clone().requires_grad_(True)
-        opt = torch.optim.Adam([mu, logvar], lr=lr)
+            start = model.posterior(x)
+        post = Posterior(
+            *(
+                None if t is None else t.clone().requires_grad_(True)
+                for t in start
+            )
+        )
+        opt = torch.optim.Adam([t for t in post if t is not None], lr=lr)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
         for _ in range(steps):
-            elbo = gaussian_elbo(model, x, mu, logvar, samples, generator)
+            elbo = posterior_elbo(model, x, post, samples, generator)
             opt.zero_grad()
             (-elbo.mean(0).sum()).backward()
             opt.step()
             schedule.step()
-    return mu.detach(), logvar.detach()
+    return Posterior(*(None if t is None else t.detach() for t in post))
 
 
 @torch.no_grad()
 def elbo_estimate(
     model: VAE,
     images: torch.Tensor,
-    mu: torch.Tensor | None = None,
-    logvar: torch.Tensor | None = None,
+    post: Posterior | None = None,
     samples: int = 100,
     seed: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image ELBO and its Monte Carlo standard error: (N,), (N,).
 
-    Of the Gaussians (mu, logvar) (N, L), by default the encoder's, with
+    Of the posteriors `post` (N, L), by default the encoder's, with
     `samples` draws per image.
     """
     with _scoring(model, images, seed) as (x, generator):
-        if mu is None or logvar is None:
-            mu, logvar = model.encode(x)
+        post = model.posterior(x) if post is None else post
         per = max(1, ROWS // len(x))  # samples per block of decoder rows
         elbo = torch.cat(
             [
-                gaussian_elbo(
-                    model, x, mu, logvar, min(per, samples - done), generator
+                posterior_elbo(
+                    model, x, post, min(per, samples - done), generator
                 )
                 for done in range(0, samples, per)
             ]
@@ -162,34 +174,25 @@ def elbo_estimate(
 def refined_iwae_bound(
     model: VAE,
     images: torch.Tensor,
-    mu: torch.Tensor,
-    logvar: torch.Tensor,
+    post: Posterior,
     k: int,
     seed: int = 0,
 ) -> torch.Tensor:
-    """The IWAE bound on log p(x) with proposals N(mu, exp(logvar)): (N,).
+    """The IWAE bound on log p(x) with the posteriors `post` as proposals.
 
-    log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i), z_i ~ q, for the Gaussians
-    (N, L) given, such as optimise_posterior's. A bound with any proposal
-    is a lower bound on log p(x); a proposal closer to the posterior makes
-    it tighter for the same k.
+    log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i), z_i ~ q, per image (N,), for
+    posteriors (N, L) such as optimise_posterior's. A bound with any
+    proposal is a lower bound on log p(x); a proposal closer to the
+    posterior makes it tighter for the same k.
     """
     with _scoring(model, images, seed) as (x, generator):
-        std, per = torch.exp(0.5 * logvar), max(1, ROWS // len(x))
-        log_w = []
+        per, log_w = max(1, ROWS // len(x)), []
         for done in range(0, k, per):
-            eps = torch.randn(
-                (min(per, k - done), *mu.shape),
-                generator=generator,
-                device=mu.device,
-                dtype=mu.dtype,
-            )
-            z = mu + std * eps  # (n, N, L)
+            eps = _noise(post, min(per, k - done), generator)
+            z, log_qz = model.draw(post, eps)  # (n, N, L), (n, N)
             out = model.decode_logits(z.flatten(0, 1))
             log_px_z = -likelihoods.nll(
                 model.config, out, x.repeat(len(eps), 1)
             ).view(len(eps), len(x))
-            log_pz = -0.5 * (z**2 + LOG_2PI).sum(-1)
-            log_qz = -0.5 * (eps**2 + LOG_2PI + logvar).sum(-1)
-            log_w.append(log_px_z + log_pz - log_qz)
+            log_w.append(log_px_z + model.log_prior(z) - log_qz)
     return (torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k)).cpu()

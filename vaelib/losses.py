@@ -171,6 +171,62 @@ def free_bits_kl(
     return torch.where(below, torch.full_like(kl, free_bits), kl).sum(dim=1)
 
 
+def batch_aggregate(
+    z: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    dataset_size: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """log q(z_i) (B,) and log q(z_ij) (B, L), estimated from one batch.
+
+    q(z) = (1/N) sum_n q(z|x_n) is the aggregate posterior of N images; the
+    codes z (B, L) were drawn from the batch's own Gaussians (mu, logvar).
+    Each image's own Gaussian enters with weight 1/N, the other B - 1 stand
+    in for the other N - 1 images with (N - 1) / (N (B - 1)) each. For a
+    fixed code the estimate of q(z) is unbiased over random batches, and
+    exact when the batch is the whole data set; its log is biased low
+    (Jensen), less so the larger B. The same holds per dimension.
+    """
+    n, b = dataset_size, len(z)
+    if b < 2 or n < b:
+        raise ValueError(
+            f"the batch estimate of q(z) needs 2 <= batch size <= "
+            f"dataset_size; got batch {b}, dataset_size {n}"
+        )
+    # log q(z_ij | x_k) for every pair of images (i, k): (B, B, L)
+    log_pdf = -0.5 * (
+        (z[:, None] - mu[None]) ** 2 * torch.exp(-logvar[None])
+        + logvar[None]
+        + LOG_2PI
+    )
+    log_w = torch.full(
+        (b, b),
+        math.log((n - 1) / (n * (b - 1))),
+        device=z.device,
+        dtype=z.dtype,
+    )
+    log_w.fill_diagonal_(-math.log(n))
+    return (
+        torch.logsumexp(log_pdf.sum(-1) + log_w, dim=1),
+        torch.logsumexp(log_pdf + log_w[..., None], dim=1),
+    )
+
+
+def total_correlation(
+    z: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    dataset_size: int,
+) -> torch.Tensor:
+    """Per-image estimate of log q(z) - sum_j log q(z_j): (B, L) -> (B,).
+
+    The total correlation of the aggregate posterior (Chen et al., 2018) at
+    the batch's codes, both densities from `batch_aggregate`.
+    """
+    log_joint, log_marginals = batch_aggregate(z, mu, logvar, dataset_size)
+    return log_joint - log_marginals.sum(-1)
+
+
 def vae_loss(
     logits: torch.Tensor,
     x: torch.Tensor,
@@ -179,15 +235,24 @@ def vae_loss(
     beta: float = 1.0,
     free_bits: float = 0.0,
     nll: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = bernoulli_nll,
+    kl: torch.Tensor | None = None,
+    tc: torch.Tensor | None = None,
+    tc_penalty: float = 0.0,
 ) -> LossTerms:
     """All terms of the (beta-weighted) negative ELBO for one batch.
 
     Per image: each (B,). `nll(decoder outputs, x (B, D))` scores the pixels
-    (`vaelib.likelihoods.nll_function` gives the config's). With
-    free_bits > 0 the loss's KL penalty is `free_bits_kl`; the reported kl is
-    always the true KL.
+    (`vaelib.likelihoods.nll_function` gives the config's). `kl` (B,) is
+    the KL where it has no closed form (`VAE.kl`), else it is computed from
+    mu and logvar. With free_bits > 0 the loss's KL penalty is
+    `free_bits_kl`; the reported kl is always the true KL. With
+    tc_penalty > 0 the loss adds tc_penalty * tc, the batch's total
+    correlation estimate (`total_correlation`): the beta-TCVAE.
     """
     recon = nll(logits, x.reshape(len(x), -1))
-    kl = gaussian_kl(mu, logvar)
+    kl = gaussian_kl(mu, logvar) if kl is None else kl
     penalty = free_bits_kl(mu, logvar, free_bits) if free_bits > 0 else kl
-    return LossTerms(recon + beta * penalty, recon, kl)
+    loss = recon + beta * penalty
+    if tc_penalty:
+        loss = loss + tc_penalty * tc
+    return LossTerms(loss, recon, kl)

@@ -6,6 +6,11 @@ config.likelihood (Bernoulli logits by default; see `vaelib.likelihoods`).
 With config.num_classes > 0 it is a conditional VAE (Sohn et al., 2015): the
 one-hot label is appended to the encoder's input and to the decoder's input,
 so z only has to describe style.
+
+Two options replace the Gaussian pieces: config.flow_steps > 0 pushes
+q(z|x) through an inverse autoregressive flow (`vaelib.flows`), and
+config.prior = "mog" or "vamp" learns p(z) (`vaelib.priors`). The KL term
+then has no closed form: `VAE.kl` estimates it from the sampled code.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from torch import nn
 
 from . import likelihoods
 from .config import VAEConfig, resolve_device
+from .flows import IAF
+from .losses import LOG_2PI, gaussian_kl
+from .priors import MixturePrior, VampPrior, log_mixture, sample_mixture
 from .repro import draw_on
 
 
@@ -33,6 +41,20 @@ class VAEOutput(NamedTuple):
     mu: torch.Tensor  # (B, L) mean of q(z|x)
     logvar: torch.Tensor  # (B, L) log-variance of q(z|x)
     z: torch.Tensor  # (B, L) the reparameterised sample fed to the decoder
+    # (B,) log q(z|x) of that sample; None where the KL has a closed form
+    log_q: torch.Tensor | None = None
+
+
+class Posterior(NamedTuple):
+    """What the encoder says about a batch: q(z|x) of every image.
+
+    mu, logvar (B, L) give the Gaussian; context (B, H) steers a flow
+    posterior's steps (None without a flow).
+    """
+
+    mu: torch.Tensor
+    logvar: torch.Tensor
+    context: torch.Tensor | None = None
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
@@ -59,6 +81,22 @@ def mlp(
     return nn.Sequential(*layers)
 
 
+def standard_normal(
+    like: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """eps ~ N(0, I) of like's shape, device and dtype."""
+    shape = tuple(like.shape)
+    if generator is None:
+        return torch.randn(shape, device=like.device, dtype=like.dtype)
+    eps = torch.randn(
+        shape,
+        generator=generator,
+        device=draw_on(generator, like.device),
+        dtype=like.dtype,
+    )
+    return eps.to(like.device)
+
+
 def reparameterize(
     mu: torch.Tensor,
     logvar: torch.Tensor,
@@ -68,17 +106,7 @@ def reparameterize(
 
     Differentiable in mu and logvar.
     """
-    if generator is None:
-        eps = torch.randn_like(mu)
-    else:
-        eps = torch.randn(
-            mu.shape,
-            generator=generator,
-            device=draw_on(generator, mu.device),
-            dtype=mu.dtype,
-        )
-        eps = eps.to(mu.device)
-    return mu + torch.exp(0.5 * logvar) * eps
+    return mu + torch.exp(0.5 * logvar) * standard_normal(mu, generator)
 
 
 class VAE(nn.Module):
@@ -116,6 +144,20 @@ class VAE(nn.Module):
         self.to_logits = nn.Linear(
             hidden[0] if hidden else config.latent_dim + n_cls,
             config.input_dim * likelihoods.params_per_pixel(config),
+        )
+        context = hidden[-1] if hidden else config.input_dim + n_cls
+        self.flow = (
+            IAF(config.latent_dim, context, config.flow_steps)
+            if config.flow_steps
+            else None
+        )
+        k = config.prior_components
+        self.learned_prior = (
+            MixturePrior(k, config.latent_dim)
+            if config.prior == "mog"
+            else VampPrior(k, config.input_dim)
+            if config.prior == "vamp"
+            else None
         )
 
     def flatten(self, x: torch.Tensor) -> torch.Tensor:
@@ -169,12 +211,82 @@ class VAE(nn.Module):
             [h, F.one_hot(labels.long(), n_cls).to(h.dtype)], dim=1
         )
 
+    def posterior(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> Posterior:
+        """x (B, C, H, W) [, labels (B,)] -> q(z|x): mu, logvar, context."""
+        h = self.encoder(self.with_labels(self.flatten(x), labels))
+        context = h if self.flow is not None else None
+        return Posterior(self.to_mu(h), self.to_logvar(h), context)
+
     def encode(
         self, x: torch.Tensor, labels: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, C, H, W) [, labels (B,)] -> mu (B, L), logvar (B, L)."""
-        h = self.encoder(self.with_labels(self.flatten(x), labels))
-        return self.to_mu(h), self.to_logvar(h)
+        """x (B, C, H, W) [, labels (B,)] -> mu (B, L), logvar (B, L).
+
+        The Gaussian of q(z|x); a flow posterior moves its draws further.
+        """
+        post = self.posterior(x, labels)
+        return post.mu, post.logvar
+
+    def draw(
+        self, post: Posterior, eps: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Codes z and log q(z|x) from noise eps (..., B, L) ~ N(0, I).
+
+        z is (..., B, L) and log q(z|x) (..., B): the Gaussian's draw
+        mu + sigma * eps, moved by the flow if there is one (minus its
+        log |det|).
+        """
+        z = post.mu + torch.exp(0.5 * post.logvar) * eps
+        log_q = -0.5 * (eps.pow(2) + LOG_2PI + post.logvar).sum(-1)
+        if self.flow is not None:
+            z, log_det = self.flow(z, post.context)
+            log_q = log_q - log_det
+        return z, log_q
+
+    def prior_mixture(
+        self,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A learned prior's means, logvars (K, L) and log-weights (K,)."""
+        if self.learned_prior is None:
+            raise ValueError(
+                "this VAE's prior is the standard N(0, I), not a mixture; "
+                "train one with VAEConfig(prior='mog' or 'vamp')"
+            )
+        return self.learned_prior.mixture(self.encode)
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) of codes (..., L) -> (...)."""
+        if self.learned_prior is None:
+            return -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
+        return log_mixture(z, *self.prior_mixture())
+
+    def kl(self, out: VAEOutput) -> torch.Tensor:
+        """KL(q(z|x) || p(z)) of every image of a forward pass: (B,).
+
+        Closed form for a diagonal Gaussian against N(0, I); otherwise the
+        one-sample estimate log q(z|x) - log p(z) at the pass's own z.
+        """
+        if out.log_q is None:
+            return gaussian_kl(out.mu, out.logvar)
+        return out.log_q - self.log_prior(out.z)
+
+    @torch.no_grad()
+    def prior_sample(
+        self, n: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """n codes z ~ p(z), (n, L), on the model's device."""
+        device = next(self.parameters()).device
+        if self.learned_prior is not None:
+            return sample_mixture(n, *self.prior_mixture(), generator)
+        z = torch.randn(
+            n,
+            self.config.latent_dim,
+            generator=generator,
+            device=draw_on(generator, device),
+        )
+        return z.to(device)
 
     def decode_logits(
         self, z: torch.Tensor, labels: torch.Tensor | None = None
@@ -208,13 +320,19 @@ class VAE(nn.Module):
         labels: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> VAEOutput:
-        """x (B, C, H, W) [, labels (B,)] -> logits, mu, logvar, z.
+        """x (B, C, H, W) [, labels (B,)] -> logits, mu, logvar, z, log_q.
 
-        Shapes: logits (B, D), mu, logvar and z (B, L).
+        Shapes: logits (B, D), mu, logvar and z (B, L), log_q (B,) or None
+        (when `kl` has a closed form).
         """
-        mu, logvar = self.encode(x, labels)
-        z = reparameterize(mu, logvar, generator)
-        return VAEOutput(self.decode_logits(z, labels), mu, logvar, z)
+        post = self.posterior(x, labels)
+        if self.config.closed_form_kl:
+            z, log_q = reparameterize(post.mu, post.logvar, generator), None
+        else:
+            z, log_q = self.draw(post, standard_normal(post.mu, generator))
+        return VAEOutput(
+            self.decode_logits(z, labels), post.mu, post.logvar, z, log_q
+        )
 
     @torch.no_grad()
     def mean_images(
@@ -223,18 +341,11 @@ class VAE(nn.Module):
         generator: torch.Generator | None = None,
         labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Decoder means (n, C, H, W) of n codes z ~ N(0, I).
+        """Decoder means (n, C, H, W) of n codes z ~ p(z).
 
         A conditional model needs labels (n,).
         """
-        device = next(self.parameters()).device
-        z = torch.randn(
-            n,
-            self.config.latent_dim,
-            generator=generator,
-            device=draw_on(generator, device),
-        )
-        return self.decode(z.to(device), labels)
+        return self.decode(self.prior_sample(n, generator), labels)
 
     @torch.no_grad()
     def sample(
@@ -245,19 +356,13 @@ class VAE(nn.Module):
     ) -> torch.Tensor:
         """n images (n, C, H, W) drawn from the model.
 
-        First z ~ N(0, I), then every pixel x ~ p(x | z). Bernoulli draws are
+        First z ~ p(z), then every pixel x ~ p(x | z). Bernoulli draws are
         black-and-white. With the same generator state they use the same
         codes z as `mean_images`, so the two can be shown side by side.
         """
-        device = next(self.parameters()).device
-        z = torch.randn(
-            n,
-            self.config.latent_dim,
-            generator=generator,
-            device=draw_on(generator, device),
-        )
+        z = self.prior_sample(n, generator)
         draws = likelihoods.sample(
-            self.config, self.decode_logits(z.to(device), labels), generator
+            self.config, self.decode_logits(z, labels), generator
         )
         return draws.reshape(n, *self.config.input_shape)
 

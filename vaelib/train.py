@@ -27,7 +27,7 @@ from . import likelihoods
 from .config import VAEConfig
 from .data import Splits
 from .evaluate import evaluate
-from .losses import vae_loss
+from .losses import total_correlation, vae_loss
 from .model import VAE
 
 METRICS = ("loss", "recon", "kl")
@@ -132,8 +132,22 @@ def train_epoch(
         )
         out = model(x, y)
         beta = kl_weight(config, epoch - 1 + (step + 1) / len(starts))
+        tc = (
+            total_correlation(out.z, out.mu, out.logvar, n)
+            if config.tc_penalty
+            else None
+        )
         terms = vae_loss(
-            out.logits, x, out.mu, out.logvar, beta, config.free_bits, nll
+            out.logits,
+            x,
+            out.mu,
+            out.logvar,
+            beta,
+            config.free_bits,
+            nll,
+            model.kl(out),
+            tc,
+            config.tc_penalty,
         )
         optimizer.zero_grad(set_to_none=True)
         terms.loss.mean().backward()
@@ -265,9 +279,10 @@ def fit(
     a run picks up from last.pt and ends exactly where an uninterrupted run
     would. Random state is seeded per epoch inside a forked RNG, so the
     caller's global RNG is left as it was. Validation always scores
-    recon + beta * KL (no warm-up ramp, no free bits): models are selected
-    on the objective itself. Denormals are flushed while it trains
-    (`flushed_denormals`), unless flush_denormals=False.
+    recon + beta * KL (no warm-up ramp, no free bits, no total-correlation
+    penalty): models are selected on the beta-weighted ELBO itself.
+    Denormals are flushed while it trains (`flushed_denormals`), unless
+    flush_denormals=False.
     """
     config = config or model.config
     _check_splits(splits, config)
