@@ -14,7 +14,7 @@ CHECK_PYTHON = $(1) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2
 	"$$($(1) --version 2>/dev/null || echo 'not found'). Install Python 3.11, then run make PYTHON=python3.11," \
 	"or delete $(VENV) if it was made with another Python." >&2; exit 1; }
 
-.PHONY: book test test-standalone models bench lab setup clean clean-cache check-python
+.PHONY: book test models bench lab setup clean clean-cache check-python
 
 book: models
 	$(BIN)/jupyter-book build . --all -W --keep-going  # --all: library changes do not mark pages stale
@@ -22,10 +22,6 @@ book: models
 
 test: models
 	$(BIN)/python -m pytest tests notebooks --nbmake --nbmake-timeout=$(NBMAKE_TIMEOUT)
-
-# Every chapter the way Colab runs it: alone in an empty folder, vaelib installed (not editable).
-test-standalone: models
-	$(BIN)/python -m pytest tests/test_standalone.py -m standalone
 
 # Train every model the chapters load that is not cached yet, several at once (seconds when cached).
 models: $(STAMP)
