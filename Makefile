@@ -5,7 +5,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-NBMAKE_TIMEOUT ?= 900
+NBMAKE_TIMEOUT ?= 1800  # seconds per chapter, when `make test` has to execute one
+# test processes: most tests wait on a browser, a server or a child process, so two share
+# two cores well. Each file's tests stay in one process (--dist loadfile), and PyTorch uses
+# one thread per process (OMP_NUM_THREADS=1), so the two do not fight over the cores.
+TEST_WORKERS ?= 2
 JOBS ?=  # models trained at once by `make models`; empty = one per CPU core
 
 # The pins in requirements.lock are resolved for Python 3.11: say so before pip fails to resolve them.
@@ -21,7 +25,8 @@ book: models
 	$(BIN)/python tests/book_stamp.py  # what this passing build executed: `make test` need not run it again
 
 test: models
-	$(BIN)/python -m pytest tests notebooks --nbmake --nbmake-timeout=$(NBMAKE_TIMEOUT)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests notebooks --nbmake --nbmake-timeout=$(NBMAKE_TIMEOUT) \
+		-n $(TEST_WORKERS) --dist loadfile
 
 # Train every model the chapters load that is not cached yet, several at once (seconds when cached).
 models: $(STAMP)

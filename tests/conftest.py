@@ -1,31 +1,41 @@
 """Shared fixtures: real MNIST and small subsets of it.
 
-MNIST comes from $VAELIB_DATA_DIR or the download folder.
+MNIST comes from $VAELIB_DATA_DIR or the download folder. vaelib (and so
+PyTorch) is imported by the fixtures that need it, not here: a pytest run
+on a folder of its own (tests/test_project.py) then starts in a second.
 """
+
+from __future__ import annotations
 
 import functools
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 import pytest
 
 import book_stamp
 
-matplotlib.use("Agg")
+if TYPE_CHECKING:
+    import vaelib
+    from vaelib.data import Split, Splits
 
-import vaelib  # noqa: E402
-from vaelib.data import Split, Splits  # noqa: E402
+matplotlib.use("Agg")
 
 
 @pytest.fixture(scope="session")
 def mnist() -> Splits:
     """The full 55k / 5k / 10k splits."""
+    import vaelib
+
     return vaelib.load_mnist()
 
 
 def subset(split: Split, n: int) -> Split:
+    from vaelib.data import Split
+
     return Split(split.images[:n], split.labels[:n])
 
 
@@ -35,6 +45,8 @@ def small(mnist) -> Splits:
 
     Models train on them in seconds.
     """
+    from vaelib.data import Splits
+
     return Splits(
         subset(mnist.train, 2000),
         subset(mnist.val, 500),
@@ -46,6 +58,8 @@ def small(mnist) -> Splits:
 @pytest.fixture
 def tiny_config() -> vaelib.VAEConfig:
     """The seed architecture, a few epochs, on the CPU."""
+    import vaelib
+
     return vaelib.VAEConfig(epochs=4, batch_size=100, device="cpu")
 
 

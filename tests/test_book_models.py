@@ -3,8 +3,10 @@
 import pytest
 
 import vaelib
+from test_data import tiny_mnist
 from vaelib import book
 from vaelib.book import BookModel
+from vaelib.data import DATA_ENV
 
 
 def test_every_book_model_is_distinct_and_named_once():
@@ -27,16 +29,22 @@ def test_mitigation_names_are_checked():
         book.mitigated("annealing")
 
 
-def test_train_missing_trains_in_parallel_once(tmp_path):
+def test_train_missing_trains_in_parallel_once(tmp_path, monkeypatch):
+    # the spawned trainers read the data folder from the environment: a
+    # few hundred training images beside the 5,000 of the validation split
+    monkeypatch.setenv(
+        DATA_ENV, str(tiny_mnist(tmp_path / "data", train=5_300, test=100))
+    )
+    cache = tmp_path / "cache"
     tiny = vaelib.VAEConfig.recommended(
         epochs=1, hidden_dims=(16,), device="cpu"
     )
     entries = [BookModel("a", tiny), BookModel("b", tiny, exclude=(3,))]
-    trained = book.train_missing(entries, jobs=2, cache_dir=tmp_path)
+    trained = book.train_missing(entries, jobs=2, cache_dir=cache)
     assert sorted(name for name, _, fresh in trained if fresh) == ["a", "b"]
-    assert len(list(tmp_path.glob("*/done.json"))) == 2
+    assert len(list(cache.glob("*/done.json"))) == 2
     # everything cached now
-    assert book.train_missing(entries, jobs=2, cache_dir=tmp_path) == []
+    assert book.train_missing(entries, jobs=2, cache_dir=cache) == []
 
 
 def test_command_line_refuses_zero_jobs(capsys):

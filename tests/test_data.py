@@ -1,4 +1,5 @@
 import gzip
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,24 @@ def write_idx(path, array: np.ndarray, compress: bool = False):
     # closed (and flushed) before anyone reads it
     with (gzip.open if compress else open)(path, "wb") as f:
         f.write(data)
+
+
+def tiny_mnist(folder: Path, train: int, test: int) -> Path:
+    """Random digits in MNIST's four IDX files: `train` and `test` images."""
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    for stem, n in (("train", train), ("t10k", test)):
+        write_idx(
+            folder / f"{stem}-images-idx3-ubyte.gz",
+            rng.integers(0, 256, (n, 28, 28)),
+            compress=True,
+        )
+        write_idx(
+            folder / f"{stem}-labels-idx1-ubyte.gz",
+            rng.integers(0, 10, n),
+            compress=True,
+        )
+    return folder
 
 
 def test_full_splits_are_disjoint_and_cover_the_training_set(mnist):

@@ -21,10 +21,16 @@ import torch
 
 import vaelib
 from vaelib import cache, checkpoint, train
-from vaelib.data import DataCorruptError, find_idx_files, read_idx
+from vaelib.data import (
+    DATA_ENV,
+    DataCorruptError,
+    find_idx_files,
+    read_idx,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fault_child import STEPS_PER_EPOCH, TINY, synthetic_splits  # noqa: E402
+from test_data import tiny_mnist  # noqa: E402
 
 CHILD = Path(__file__).parent / "fault_child.py"
 LIBRARY_ERRORS = (
@@ -287,7 +293,7 @@ def test_a_damaged_last_checkpoint_of_an_unfinished_run_is_healed(
 # --- damaged data files ------------------------------------------------------
 
 
-FLIPS = 200
+FLIPS = 100
 
 
 @pytest.mark.parametrize(
@@ -348,10 +354,18 @@ def test_random_byte_flips_in_an_idx_file_give_the_librarys_own_error(
 
 
 def test_two_model_builds_started_together_train_each_model_once(tmp_path):
-    args = [sys.executable, str(CHILD), "concurrent", str(tmp_path)]
+    cache_dir = tmp_path / "cache"
+    args = [sys.executable, str(CHILD), "concurrent", str(cache_dir)]
+    # a few hundred training images: each model trains in a fraction of a
+    # second, still while the other process asks for it (both start at once)
+    data = tiny_mnist(tmp_path / "data", train=5_300, test=100)
     procs = [
         subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, DATA_ENV: str(data)},
         )
         for _ in range(2)
     ]
@@ -369,9 +383,9 @@ def test_two_model_builds_started_together_train_each_model_once(tmp_path):
     # each once, by one of the two
     assert trained == ["tiny-seed0", "tiny-seed1", "tiny-seed2"], lines
     assert len(lines) == 6  # the other process loaded it
-    for done in tmp_path.glob("*/done.json"):
+    for done in cache_dir.glob("*/done.json"):
         assert len(pd.read_csv(done.parent / "metrics.csv")) == 1
-    assert len(list(tmp_path.glob("*/done.json"))) == 3
+    assert len(list(cache_dir.glob("*/done.json"))) == 3
 
 
 def test_a_failed_write_gives_a_clear_error_and_keeps_the_previous_checkpoint(

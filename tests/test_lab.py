@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -96,7 +97,11 @@ def lab(tmp_path):
         yield url, token, tmp_path
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # still shutting its kernel down
+            server.kill()
+            server.wait()
         log.close()
 
 
@@ -106,10 +111,20 @@ def decoded_image(page) -> str:
 
 
 def kernel_busy(url: str, token: str) -> bool:
-    """Whether the server's kernel is running something now."""
-    kernels = json.load(
-        urllib.request.urlopen(f"{url}/api/kernels?token={token}")
-    )
+    """Whether the server's kernel is running something now.
+
+    A kernel that is still starting counts as busy: listing the kernels at
+    that moment can fail with 500 (jupyter_server reads the new kernel's
+    last_activity before it is set; seen on a loaded machine).
+    """
+    try:
+        kernels = json.load(
+            urllib.request.urlopen(f"{url}/api/kernels?token={token}")
+        )
+    except urllib.error.HTTPError as e:
+        if e.code == 500:
+            return True
+        raise
     return any(k["execution_state"] != "idle" for k in kernels)
 
 

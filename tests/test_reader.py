@@ -29,6 +29,14 @@ def built_book():
         pytest.skip("book not built; run `make book` first")
 
 
+@pytest.fixture(autouse=True)
+def close_pages(browser):
+    """Close each test's pages: open ones go on running their scripts."""
+    yield
+    for context in browser.contexts:
+        context.close()
+
+
 def offline_page(browser, doc: str):
     """A 1280-px page of the built book with every network request refused."""
     page = browser.new_page(viewport={"width": 1280, "height": 900})

@@ -39,8 +39,10 @@ CHAPTERS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 def installed(tmp_path_factory) -> tuple[Path, Path]:
     """(python, its site-packages): vaelib installed from this checkout."""
     home = tmp_path_factory.mktemp("installed")
+    # no pip of its own: this venv's pip installs into it (--python)
     subprocess.run(
-        [sys.executable, "-m", "venv", str(home / "venv")], check=True
+        [sys.executable, "-m", "venv", "--without-pip", str(home / "venv")],
+        check=True,
     )
     python = home / "venv" / "bin" / "python"
     packages = Path(
@@ -70,7 +72,8 @@ def installed(tmp_path_factory) -> tuple[Path, Path]:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
     subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--no-deps"]
+        [sys.executable, "-m", "pip", "--python", str(python), "install"]
+        + ["--quiet", "--no-deps"]
         + ["--no-build-isolation", "--disable-pip-version-check"]
         + [str(source)],
         check=True,

@@ -12,6 +12,7 @@ warning: the cache heals itself.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import os
@@ -88,7 +89,13 @@ def default_cache_dir() -> Path:
 
 def code_text(path: str | Path) -> str:
     """A Python file's code without its comments, layout and docstrings."""
-    tree = ast.parse(Path(path).read_text(), filename=str(path))
+    return _code_text(Path(path).read_text(), str(path))
+
+
+@functools.lru_cache(maxsize=64)
+def _code_text(source: str, filename: str) -> str:
+    """code_text of this source; remembered, as every model hashes the same."""
+    tree = ast.parse(source, filename=filename)
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if (
