@@ -122,10 +122,8 @@ def test_benchmark_smoke_run_writes_its_tables_and_stamp(
 def test_parallel_benchmark_smoke_run_writes_its_table(
     tmp_path, capsys, monkeypatch
 ):
-    # the spawned trainers read the data folder from the environment: a
-    # few hundred training images beside the 5,000 of the validation split
-    data = tiny_mnist(tmp_path / "data", train=5_300, test=100)
-    monkeypatch.setenv(DATA_ENV, str(data))
+    # the spawned trainers read the data folder from the environment
+    monkeypatch.setenv(DATA_ENV, str(tiny_mnist(tmp_path / "data")))
     spec = importlib.util.spec_from_file_location(
         "parallel_models", SCRIPT.parent / "parallel_models.py"
     )

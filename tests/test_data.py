@@ -19,20 +19,33 @@ def write_idx(path, array: np.ndarray, compress: bool = False):
         f.write(data)
 
 
-def tiny_mnist(folder: Path, train: int, test: int) -> Path:
-    """Random digits in MNIST's four IDX files: `train` and `test` images."""
+def tiny_mnist(
+    folder: Path,
+    train: int | None = None,
+    test: int = 100,
+    plain: tuple[str, ...] = (),
+) -> Path:
+    """Random digits in MNIST's four IDX files, gzipped but for `plain`.
+
+    `train` training images (by default a few hundred beyond the default
+    validation split, so that spawned trainers find real splits) and `test`
+    test images; `plain` names the splits ("train", "t10k") left
+    uncompressed.
+    """
+    train = vaelib.VAEConfig().val_size + 300 if train is None else train
     rng = np.random.default_rng(0)
-    folder.mkdir()
+    folder.mkdir(parents=True)
     for stem, n in (("train", train), ("t10k", test)):
+        gz = "" if stem in plain else ".gz"
         write_idx(
-            folder / f"{stem}-images-idx3-ubyte.gz",
+            folder / f"{stem}-images-idx3-ubyte{gz}",
             rng.integers(0, 256, (n, 28, 28)),
-            compress=True,
+            compress=bool(gz),
         )
         write_idx(
-            folder / f"{stem}-labels-idx1-ubyte.gz",
+            folder / f"{stem}-labels-idx1-ubyte{gz}",
             rng.integers(0, 10, n),
-            compress=True,
+            compress=bool(gz),
         )
     return folder
 
@@ -99,20 +112,7 @@ def test_missing_data_folder_names_folder_variable_and_files(
 
 
 def test_local_folder_of_plain_or_gzip_files_is_read(tmp_path, monkeypatch):
-    raw = tmp_path / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for stem, n, compress in [("train", 30, True), ("t10k", 10, False)]:
-        write_idx(
-            raw / (f"{stem}-images-idx3-ubyte" + (".gz" if compress else "")),
-            rng.integers(0, 256, (n, 28, 28)),
-            compress,
-        )
-        write_idx(
-            raw / (f"{stem}-labels-idx1-ubyte" + (".gz" if compress else "")),
-            rng.integers(0, 10, n),
-            compress,
-        )
+    tiny_mnist(tmp_path / "MNIST" / "raw", train=30, test=10, plain=("t10k",))
     monkeypatch.setenv(DATA_ENV, str(tmp_path))
     splits = vaelib.load_mnist(val_size=5)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (

@@ -358,7 +358,7 @@ def test_two_model_builds_started_together_train_each_model_once(tmp_path):
     args = [sys.executable, str(CHILD), "concurrent", str(cache_dir)]
     # a few hundred training images: each model trains in a fraction of a
     # second, still while the other process asks for it (both start at once)
-    data = tiny_mnist(tmp_path / "data", train=5_300, test=100)
+    data = tiny_mnist(tmp_path / "data")
     procs = [
         subprocess.Popen(
             args,

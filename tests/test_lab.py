@@ -159,9 +159,9 @@ def test_jupyterlab_runs_the_chapter_and_the_slider_moves_the_digit(
         assert time.monotonic() < deadline, "Run All Cells started nothing"
         time.sleep(0.1)
     wait_until_idle(url, token, RUN_SECONDS)
-    page.keyboard.press("Control+s")  # then read what ran from the file
     saved = folder / CHAPTER.name
-    unsaved = saved.read_bytes()
+    unsaved = saved.read_bytes()  # before the save, which may be quick
+    page.keyboard.press("Control+s")  # then read what ran from the file
     deadline = time.monotonic() + 30
     while saved.read_bytes() == unsaved:
         assert time.monotonic() < deadline, "JupyterLab did not save"
