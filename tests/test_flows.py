@@ -60,6 +60,7 @@ def test_a_flow_posterior_log_q_is_the_change_of_variables_density():
         flow_steps=2,
         batch_norm=False,
         dropout=0.0,
+        device="cpu",  # the inputs below are CPU tensors, GPU or not
     )
     model = vaelib.build_model(config).double()
     _perturb(model.flow, seed=4)

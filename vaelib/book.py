@@ -61,6 +61,10 @@ CONDITIONAL_LATENT = 2  # the conditional VAE's z only has to carry style
 LEAK_IMAGES = 2000
 LEAK_EPOCHS = 80  # ... for this many epochs at a constant learning rate
 LEAK_SET = 500  # test images per evaluation set in the leak demonstration
+# "still falling" at the end of a run: the mean validation loss of its last
+# this many epochs is below that of the same number before them (one epoch's
+# loss moves up and down more than the trend)
+TREND_EPOCHS = 5
 # the evaluation chapter's importance-sample counts k
 IWAE_SAMPLES = (1, 10, 100, 1000)
 IWAE_IMAGES = 1000  # test images the chapter's IWAE estimates average over

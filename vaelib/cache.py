@@ -87,9 +87,37 @@ def default_cache_dir() -> Path:
     )
 
 
+# AST fields that Pythons after 3.11 added (PEP 695's type parameters): left
+# out, so a file hashes the same under every Python (Colab runs 3.12)
+_NEWER_FIELDS = frozenset({"type_params"})
+_ABSENT = object()  # a field a node does not have (no AST value is this)
+
+
 def code_text(path: str | Path) -> str:
     """A Python file's code without its comments, layout and docstrings."""
     return _code_text(Path(path).read_text(), str(path))
+
+
+def ast_text(node) -> str:
+    """ast.dump(node) as Python 3.11 writes it, under any Python >= 3.11.
+
+    Newer Pythons add fields (_NEWER_FIELDS) and, from 3.13, leave empty
+    ones out; both would change every hash of the same code.
+    """
+    if isinstance(node, list):
+        return f"[{', '.join(ast_text(item) for item in node)}]"
+    if not isinstance(node, ast.AST):
+        return repr(node)
+    cls, fields = type(node), []
+    for name in node._fields:
+        value = getattr(node, name, _ABSENT)
+        # absent, or an optional field left empty: 3.11 omits both
+        absent = value is _ABSENT or (
+            value is None and getattr(cls, name, _ABSENT) is None
+        )
+        if name not in _NEWER_FIELDS and not absent:
+            fields.append(f"{name}={ast_text(value)}")
+    return f"{cls.__name__}({', '.join(fields)})"
 
 
 @functools.lru_cache(maxsize=64)
@@ -106,7 +134,7 @@ def _code_text(source: str, filename: str) -> str:
             and isinstance(body[0].value.value, str)
         ):
             node.body = body[1:] or [ast.Pass()]
-    return ast.dump(tree)
+    return ast_text(tree)
 
 
 def code_hash(paths, salt: str = "") -> str:
