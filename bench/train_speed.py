@@ -24,8 +24,8 @@ Prints Markdown tables with ratios and writes
 vaelib/bench_results/train_speed.csv, train_speed_ablation.csv and
 train_speed.json (the machine, the measured matmul rate, `code_hash()` and
 `vaelib.benchmarks.library_code_hash()`: the appendix refuses results
-measured with other training code or another PyTorch; see
-`vaelib.benchmarks.check_fresh`).
+measured with other training code, or in the book's build with another
+PyTorch; see `vaelib.benchmarks.check_fresh`).
 """
 
 from __future__ import annotations

@@ -157,6 +157,24 @@ def test_in_the_checkout_other_code_is_refused():
         benchmarks.check_fresh({**stamp, "code_hash": "0" * 16})
 
 
+def test_the_pin_read_from_pyproject_is_the_one_requirements_lock_has():
+    lock = (ROOT / "requirements.lock").read_text().splitlines()
+    assert f"torch=={benchmarks.pinned_torch()}" in lock
+
+
+def test_a_checkout_with_another_torch_checks_the_training_code(monkeypatch):
+    # a reader's own environment (a GPU box, say): the results are a record
+    stamp = benchmarks.read_stamp("train_speed")
+    monkeypatch.setattr(benchmarks.torch, "__version__", "2.11.0+cu130")
+    assert benchmarks.in_checkout()
+    benchmarks.check_fresh(stamp)
+    benchmarks.check_search_fresh(benchmarks.read_stamp("recipe_search"))
+    with pytest.raises(
+        RuntimeError, match="stale.*training code hash 0{16}.*this checkout"
+    ):
+        benchmarks.check_fresh({**stamp, "training_code_hash": "0" * 16})
+
+
 def test_the_search_must_describe_the_books_recipe():
     stamp = benchmarks.read_stamp("recipe_search")
     with pytest.raises(

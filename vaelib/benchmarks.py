@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import tomllib
 from pathlib import Path
 
 import pandas as pd
@@ -230,21 +231,33 @@ def library_code_hash() -> str:
     return cache.code_hash(cache.training_sources())
 
 
+def pinned_torch() -> str | None:
+    """The PyTorch version the checkout's pyproject.toml pins, if any."""
+    root = project_root()
+    if root is None:
+        return None
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    pins = [d for d in project["dependencies"] if d.startswith("torch==")]
+    return pins[0].removeprefix("torch==") if pins else None
+
+
 def check_fresh(
     stamp: dict, files=TRAINING_CODE, rerun: str = "make bench"
 ) -> None:
     """Raise if results were measured with other code (or another PyTorch).
 
-    In a checkout the stamp's `code_hash` must equal `code_hash(files)`: the
-    training code, the benchmark script and PyTorch, exactly as measured.
-    An installed vaelib (Colab, Binder) has no bench/ scripts to hash and
-    usually another PyTorch: the results are then a record of the machine
-    that measured them, and the check available is that the library's
+    In a checkout running the pinned PyTorch (the book's build) the stamp's
+    `code_hash` must equal `code_hash(files)`: the training code, the
+    benchmark script and PyTorch, exactly as measured. Elsewhere (an
+    installed vaelib on Colab or Binder, or a checkout in a reader's own
+    environment) another PyTorch is expected: the results are then a record
+    of the machine that measured them, and the check is that the library's
     training code is the code measured (`training_code_hash`, see
     `library_code_hash`).
     """
     checkout = in_checkout()
-    if checkout:
+    running = torch.__version__.split("+")[0]
+    if checkout and running == pinned_torch():
         measured, now = stamp.get("code_hash"), code_hash(files)
         what, covers = "code hash", files
     else:
